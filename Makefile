@@ -1,0 +1,57 @@
+# The two commands of the README's quickstart:
+#   make demo   set everything up in .venv and run the end-to-end demo
+#   make test   set everything up (PostgreSQL, Chromium, the S3 test server) and run every test
+# CI calls `make test` (.ci/run).
+
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Ray binds every interface whatever it is told, so tests run in a loopback-only network namespace.
+NETNS   = unshare -n bash -c 'ip link set lo up && exec "$$@"' _
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps demo test test-fast lint typecheck bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing groundwork with all extras"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned to the CPU build 2.13.0 (pip takes it from local disk here).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# What the tests start for real: PostgreSQL and Chromium from Debian (moto comes from PyPI).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
+		echo "==> installing postgresql and chromium (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null; \
+	fi
+
+demo: setup
+	$(VENV)/bin/groundwork demo
+
+test: setup system-deps
+	@if $(NETNS) true 2>/dev/null; then \
+		$(NETNS) $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS); \
+	else \
+		echo "warning: cannot create a network namespace (unshare -n); Ray tests will skip"; \
+		GROUNDWORK_NO_NETNS=1 $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS); \
+	fi
+
+test-fast: setup
+	$(VENV)/bin/pytest -n 2 -m "not slow and not ray and not browser" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) benchmarks/tracking.py
+
+clean:
+	rm -rf .groundwork .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""groundwork: machine-learning infrastructure a small team runs for itself.
+
+The object model::
+
+    Run            one recorded execution: params, metric series, tags, logs,
+                   code version, environment, inputs and outputs (artifacts)
+      └ Artifact   bytes addressed by their SHA-256 (a file, or a directory manifest)
+
+Recording (``gw.start_run`` returns an :class:`ActiveRun`)::
+
+    import groundwork as gw
+    with gw.start_run(name="baseline", params={"lr": 0.01}) as run:
+        for step in range(100):
+            run.log({"loss": loss, "acc": acc}, step=step)
+        run.log_artifact("out/model.pt")
+
+Reading (``gw.get_run`` and ``gw.runs`` return :class:`Run` snapshots)::
+
+    gw.runs(filter="metrics.acc > 0.9 and params.lr = 0.01", order_by="-metrics.acc")
+    r = gw.get_run(run_id)      # r.id, r.name, r.status, r.params, r.metrics
+    r.history("loss")           # every point: step, value, timestamp
+
+Where things are kept comes from :class:`Config` (``GROUNDWORK_STORE``,
+``GROUNDWORK_ARTIFACTS``…); every function takes ``config=`` to override it.
+Attributes load lazily, so ``import groundwork`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveRun",
+    "Config",
+    "GroundworkError",
+    "MetricPoint",
+    "Run",
+    "active_run",
+    "get_run",
+    "log",
+    "log_artifact",
+    "log_params",
+    "runs",
+    "seed",
+    "start_run",
+]
+
+_LAZY = {
+    "ActiveRun": "groundwork.core.tracking",
+    "active_run": "groundwork.core.tracking",
+    "start_run": "groundwork.core.tracking",
+    "log": "groundwork.core.tracking",
+    "log_params": "groundwork.core.tracking",
+    "log_artifact": "groundwork.core.tracking",
+    "seed": "groundwork.core.tracking",
+    "Run": "groundwork.core.runs",
+    "MetricPoint": "groundwork.core.runs",
+    "get_run": "groundwork.core.runs",
+    "runs": "groundwork.core.runs",
+    "Config": "groundwork.config",
+    "GroundworkError": "groundwork.errors",
+}
+
+if TYPE_CHECKING:
+    from groundwork.config import Config
+    from groundwork.core.runs import MetricPoint, Run, get_run, runs
+    from groundwork.core.tracking import (
+        ActiveRun,
+        active_run,
+        log,
+        log_artifact,
+        log_params,
+        seed,
+        start_run,
+    )
+    from groundwork.errors import GroundworkError
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'groundwork' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

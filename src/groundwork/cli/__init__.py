@@ -1,0 +1,65 @@
+"""The ``groundwork`` (alias ``gw``) command line.
+
+Errors are translated here, at the edge: a :class:`~groundwork.errors.GroundworkError`
+prints one ``Error:`` line (and its hint) and exits 1; anything else is an
+internal error and prints its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+import typer
+
+from groundwork.cli._app import app, err_console
+from groundwork.errors import GroundworkError, InvalidFilter
+
+# Command modules register themselves on `app` when imported.
+from groundwork.cli import runs as _runs  # noqa: E402,F401  isort: skip
+from groundwork.cli import run as _run  # noqa: E402,F401  isort: skip
+from groundwork.cli import demo as _demo  # noqa: E402,F401  isort: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = command.main(args=args, prog_name="groundwork", standalone_mode=False)
+    except GroundworkError as exc:
+        _print_error(exc)
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("Aborted.", highlight=False)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.", highlight=False)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception:  # a bug in groundwork, not the user's fault
+        err_console.print("Internal error (please report it with this traceback):", highlight=False)
+        traceback.print_exc()
+        code = 2
+    else:
+        code = result if isinstance(result, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _print_error(exc: GroundworkError) -> None:
+    err_console.print(f"[bold red]Error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+    if isinstance(exc, InvalidFilter) and exc.pointer():
+        err_console.print(exc.pointer(), highlight=False, markup=False)
+
+
+__all__ = ["app", "main"]

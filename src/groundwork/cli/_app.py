@@ -1,0 +1,47 @@
+"""The root Typer app and the options every command shares.
+
+Command modules (``groundwork.cli.<noun>``) import :data:`app` and register
+their commands on it; :mod:`groundwork.cli` imports them all. A command module
+must import only light modules at top level: torch, ray and onnxruntime are
+imported inside the command function, so ``groundwork --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from groundwork.config import Config
+
+app = typer.Typer(
+    name="groundwork",
+    help=(
+        "groundwork: every training run recorded and reproducible, cached pipelines, "
+        "lineage, CPU-optimized models and serving.\n\n"
+        "Example:  groundwork run --param lr=0.01 -- python train.py"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Metadata store URL (default: $GROUNDWORK_STORE or sqlite:///./.groundwork/meta.db).", show_default=False),
+]
+ArtifactsOption = Annotated[
+    str | None,
+    typer.Option("--artifacts", help="Artifact store URL (default: $GROUNDWORK_ARTIFACTS or ./.groundwork/artifacts).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+
+
+def make_config(store: str | None = None, artifacts: str | None = None) -> Config:
+    """The Config for a command: flags over environment over defaults."""
+    return Config.from_env(store_url=store, artifacts_url=artifacts)

@@ -1,0 +1,62 @@
+"""``groundwork run``: record any command as a run without changing a line of it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from groundwork.cli._app import ArtifactsOption, StoreOption, app, err_console, make_config
+
+
+@app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Example:  groundwork run --name baseline --param lr=0.01 --input data/ --output model.pt -- python train.py",
+)
+def run_command(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Run name (default: the command's name).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="KEY=VALUE, repeatable; passed to the command as GROUNDWORK_PARAM_<KEY>."),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="KEY=VALUE tag, repeatable.")] = None,
+    input: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="A file or folder the command reads (digested and stored first).")
+    ] = None,
+    output: Annotated[
+        list[str] | None, typer.Option("--output", "-o", help="A file or folder the command writes (stored as an artifact after).")
+    ] = None,
+    no_stdout_metrics: Annotated[
+        bool, typer.Option("--no-stdout-metrics", help="Do not turn JSON-object stdout lines into metrics.")
+    ] = False,
+    store: StoreOption = None,
+    artifacts: ArtifactsOption = None,
+) -> int:
+    """Run CMD as a recorded run: code version, environment, params, output, metrics, inputs, outputs.
+
+    Everything after [bold]--[/] is the command. Its exit code becomes groundwork's.
+    """
+    from groundwork.core.execution import execute_command, parse_params
+
+    argv = list(ctx.args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    config = make_config(store, artifacts)
+    result = execute_command(
+        argv,
+        config=config,
+        name=name,
+        params=parse_params(param or []),
+        tags=parse_params(tag or []),
+        inputs=input or [],
+        outputs=output or [],
+        stdout_metrics=not no_stdout_metrics,
+    )
+    err_console.print(
+        f"[dim]groundwork: run {result.run_id[:12]} {result.status} "
+        f"(exit {result.exit_code}, {result.duration:.1f}s)[/]",
+        highlight=False,
+    )
+    raise typer.Exit(result.exit_code)

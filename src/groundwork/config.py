@@ -1,0 +1,73 @@
+"""One Config object, built from flags and environment, passed down explicitly.
+
+Every setting is a URL or a plain value:
+
+=========================  ===========================================  ====================================
+setting                    environment variable                          default
+=========================  ===========================================  ====================================
+``store_url``              ``GROUNDWORK_STORE``                          ``sqlite:///./.groundwork/meta.db``
+``artifacts_url``          ``GROUNDWORK_ARTIFACTS``                      ``./.groundwork/artifacts``
+``server_url``             ``GROUNDWORK_SERVER``                         none (embedded mode)
+``token``                  ``GROUNDWORK_TOKEN``                          none
+``ray_address``            ``GROUNDWORK_RAY_ADDRESS``                    none (a local Ray when asked for)
+=========================  ===========================================  ====================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+DEFAULT_STORE = "sqlite:///./.groundwork/meta.db"
+DEFAULT_ARTIFACTS = "./.groundwork/artifacts"
+
+ENV_VARS = {
+    "store_url": "GROUNDWORK_STORE",
+    "artifacts_url": "GROUNDWORK_ARTIFACTS",
+    "server_url": "GROUNDWORK_SERVER",
+    "token": "GROUNDWORK_TOKEN",
+    "ray_address": "GROUNDWORK_RAY_ADDRESS",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where groundwork keeps its metadata and artifacts, and what it talks to."""
+
+    store_url: str = DEFAULT_STORE
+    artifacts_url: str = DEFAULT_ARTIFACTS
+    server_url: str | None = None
+    token: str | None = None
+    ray_address: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str | None) -> Config:
+        """Settings from the environment, then ``overrides`` (flags) on top.
+
+        An override of ``None`` means "not given" and keeps the environment's value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, str | None] = {}
+        for field, var in ENV_VARS.items():
+            value = env.get(var) or None
+            if overrides.get(field) is not None:
+                value = overrides[field]
+            if value is not None:
+                values[field] = value
+        unknown = set(overrides) - set(ENV_VARS)
+        if unknown:
+            raise TypeError(f"unknown Config settings: {sorted(unknown)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: str | None) -> Config:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def child_environ(self) -> dict[str, str]:
+        """Environment variables that hand this config to a child process."""
+        out: dict[str, str] = {}
+        for field, var in ENV_VARS.items():
+            value = getattr(self, field)
+            if value is not None:
+                out[var] = value
+        return out

@@ -1,0 +1,1 @@
+"""Core layer: tracking, environment capture, lineage, pipelines, registry."""

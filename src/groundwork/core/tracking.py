@@ -1,0 +1,555 @@
+"""Recording runs: the run lifecycle, buffered metric logging and environment capture.
+
+``run.log({"loss": 0.3}, step=7)`` appends to an in-memory buffer and returns
+at once. One background thread per store and process (:class:`_Writer`)
+writes every buffered point, log line and heartbeat in one transaction at least
+every :data:`FLUSH_INTERVAL_S`, and again when a run ends, at interpreter exit
+and on SIGTERM. A process killed outright loses at most that interval of
+points; its run is later seen as ``crashed`` because its heartbeat stops.
+
+A process started by ``groundwork run`` finds ``GROUNDWORK_RUN_ID`` in its
+environment: its first ``start_run`` (or ``gw.log``) attaches to that run
+instead of creating one, and the parent ``groundwork run`` owns its status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import getpass
+import json
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from groundwork.config import Config
+from groundwork.core.environment import capture_environment, environment_digest, git_state
+from groundwork.errors import InvalidInput
+from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
+from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, open_metadata_store
+
+#: Buffered points are written at least this often.
+FLUSH_INTERVAL_S = 0.5
+#: Running runs refresh their heartbeat this often (crash detection waits 30 s, or sees the PID gone).
+HEARTBEAT_INTERVAL_S = 5.0
+#: Flush early once this many points are waiting, to bound memory.
+MAX_BUFFERED_POINTS = 100_000
+
+_GIT_CACHE_TTL_S = 2.0
+
+
+class _Writer:
+    """The background thread that writes one store's buffered points, logs and heartbeats."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+        self.points: collections.deque[MetricPoint] = collections.deque()
+        self.logs: collections.deque[LogLine] = collections.deque()
+        self.live: set[str] = set()  # runs of this process whose heartbeat we keep
+        self._wake = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._stopped = False
+        self._last_beat = 0.0
+        self._warned = False
+        self._thread = threading.Thread(target=self._loop, name="groundwork-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            self.flush()
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write everything buffered so far; returns when it is durable."""
+        with self._flush_lock:
+            count = len(self.points)
+            points = [self.points.popleft() for _ in range(count)]
+            count = len(self.logs)
+            logs = [self.logs.popleft() for _ in range(count)]
+            now = time.time()
+            beats: list[str] = []
+            if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
+                beats = list(self.live)
+            if not points and not logs and not beats:
+                return
+            try:
+                self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats)
+            except Exception as exc:  # keep the data and try again on the next tick
+                self.points.extendleft(reversed(points))
+                self.logs.extendleft(reversed(logs))
+                if not self._warned:
+                    self._warned = True
+                    print(f"groundwork: could not write to the store, will retry: {exc}", file=sys.stderr)
+                raise
+            else:
+                self._warned = False
+                if beats:
+                    self._last_beat = now
+
+    def try_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            pass
+
+
+_writers: dict[tuple[int, str], _Writer] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer_for(store: MetadataStore) -> _Writer:
+    key = (os.getpid(), store.url)
+    with _writers_lock:
+        writer = _writers.get(key)
+        if writer is None:
+            writer = _Writer(store)
+            _writers[key] = writer
+        return writer
+
+
+_artifact_stores: dict[tuple[int, str], ArtifactStore] = {}
+
+
+def artifact_store_for(config: Config) -> ArtifactStore:
+    """The process-wide artifact store for ``config``."""
+    key = (os.getpid(), config.artifacts_url)
+    store = _artifact_stores.get(key)
+    if store is None:
+        store = ArtifactStore.from_url(config.artifacts_url)
+        _artifact_stores[key] = store
+    return store
+
+
+def metadata_store_for(config: Config) -> MetadataStore:
+    return open_metadata_store(config.store_url)
+
+
+# -- the git state, cached briefly (creating thousands of runs must stay cheap) ---------------------
+_git_cache: dict[str, tuple[float, Any]] = {}
+
+
+def _cached_git_state(cwd: Path) -> Any:
+    key = str(cwd)
+    hit = _git_cache.get(key)
+    now = time.monotonic()
+    if hit and now - hit[0] < _GIT_CACHE_TTL_S:
+        return hit[1]
+    state = git_state(cwd)
+    _git_cache[key] = (now, state)
+    return state
+
+
+_stored_diffs: dict[tuple[str, str], ArtifactInfo] = {}
+
+
+class ActiveRun:
+    """A run being recorded. Use it as a context manager, or call :meth:`end`."""
+
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        config: Config,
+        store: MetadataStore,
+        *,
+        owned: bool,
+    ) -> None:
+        self.id = run_id
+        self.name = name
+        self.config = config
+        self._store = store
+        self._writer = _writer_for(store)
+        self._owned = owned
+        self._ended = False
+        self._auto_step: dict[str, int] = {}
+        if owned:
+            self._writer.live.add(run_id)
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.id[:12]} {self.name!r}>"
+
+    # -- logging ---------------------------------------------------------
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Buffer one point per metric; returns at once.
+
+        ``step`` defaults to a per-metric counter (0, 1, 2, ...). Values may be
+        Python numbers, numpy scalars or one-element tensors.
+        """
+        now = time.time()
+        append = self._writer.points.append
+        run_id = self.id
+        for key, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"metric {key!r} must be a number, not {type(value).__name__} {value!r:.40}",
+                    hint="log numbers only; put text in params or tags",
+                ) from None
+            if step is None:
+                point_step = self._auto_step.get(key, 0)
+                self._auto_step[key] = point_step + 1
+            else:
+                point_step = int(step)
+            append((run_id, key, point_step, number, now))
+        if len(self._writer.points) > MAX_BUFFERED_POINTS:
+            self._writer.nudge()
+
+    def log_points(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
+        """Buffer a whole series for one metric at once (the batch form of :meth:`log`)."""
+        now = time.time()
+        if steps is None:
+            start = self._auto_step.get(key, 0)
+            steps = range(start, start + len(values))
+            self._auto_step[key] = start + len(values)
+        elif len(steps) != len(values):
+            raise InvalidInput(f"log_points got {len(values)} values but {len(steps)} steps for {key!r}")
+        run_id = self.id
+        self._writer.points.extend((run_id, key, int(s), float(v), now) for s, v in zip(steps, values, strict=True))
+        if len(self._writer.points) > MAX_BUFFERED_POINTS:
+            self._writer.nudge()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record parameters (written at once; a later value for a key replaces the earlier)."""
+        if params:
+            self._store.log_params(self.id, params)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if tags:
+            self._store.set_tags(self.id, tags)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> ArtifactInfo:
+        """Store a file or directory as an output of this run (content-addressed)."""
+        return self._link(Path(path), "output", name, kind, store_bytes=True)
+
+    def log_input(
+        self, path: str | os.PathLike[str], name: str | None = None, kind: str = "dataset", store: bool = True
+    ) -> ArtifactInfo:
+        """Record a file or directory the run read. ``store=False`` records only its digest."""
+        return self._link(Path(path), "input", name, kind, store_bytes=store)
+
+    def _link(self, path: Path, direction: str, name: str | None, kind: str, store_bytes: bool) -> ArtifactInfo:
+        if not path.exists():
+            raise InvalidInput(f"{direction} path {str(path)!r} does not exist")
+        artifacts = artifact_store_for(self.config)
+        info = artifacts.put_path(path) if store_bytes else ArtifactStore.digest_path(path)
+        self._store.add_artifact_link(
+            self.id,
+            direction,
+            name or _display_path(path),
+            digest=info.digest,
+            size=info.size,
+            is_dir=info.is_dir,
+            file_count=info.file_count,
+            kind=kind,
+        )
+        return info
+
+    def log_text(self, text: str, stream: str = "stdout") -> None:
+        """Buffer captured output (what ``groundwork run`` does with a child's stdout/stderr)."""
+        self._writer.logs.append((self.id, stream, time.time(), text))
+
+    def flush(self) -> None:
+        """Write everything buffered so far; returns when it is durable."""
+        self._writer.flush()
+
+    # -- lifecycle -----------------------------------------------------------
+    def end(self, status: str = "finished", *, error: str | None = None, exit_code: int | None = None) -> None:
+        """Flush and record the end. Idempotent; a run this process merely attached to keeps its status."""
+        if self._ended:
+            return
+        self._ended = True
+        _forget_active(self)
+        try:
+            self._writer.flush()
+        finally:
+            self._writer.live.discard(self.id)
+            if self._owned:
+                self._store.end_run(self.id, status, error=error, exit_code=exit_code)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.end("finished")
+        else:
+            detail = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.end("failed", error=detail)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# -- the process's active runs ------------------------------------------------------------------------
+_active: list[ActiveRun] = []
+_active_lock = threading.Lock()
+_attached_env_run = False
+_hooks_installed = False
+
+
+def _forget_active(run: ActiveRun) -> None:
+    with _active_lock:
+        if run in _active:
+            _active.remove(run)
+
+
+def active_run() -> ActiveRun | None:
+    """The innermost run started (and not yet ended) in this process."""
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
+def start_run(
+    name: str | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    parent: str | ActiveRun | None = None,
+    kind: str = "run",
+    command: Sequence[str] | None = None,
+    config: Config | None = None,
+    capture_code: bool = True,
+) -> ActiveRun:
+    """Start recording a run and make it the active one.
+
+    >>> with gw.start_run(name="baseline", params={"lr": 0.01}) as run:
+    ...     run.log({"loss": 0.5}, step=0)
+
+    Inside a process started by ``groundwork run``, the first call attaches to
+    that run (logging ``params`` into it) rather than creating another.
+    """
+    global _attached_env_run
+    config = config or Config.from_env()
+    store = metadata_store_for(config)
+    _install_process_hooks()
+
+    env_run_id = os.environ.get("GROUNDWORK_RUN_ID")
+    if env_run_id and parent is None and not _attached_env_run and kind == "run":
+        _attached_env_run = True
+        row = store.get_run(env_run_id)
+        run = ActiveRun(row.id, row.name, config, store, owned=False)
+        run.log_params(dict(params or {}))
+        run.set_tags(dict(tags or {}))
+        with _active_lock:
+            _active.append(run)
+        return run
+    if parent is None and env_run_id:
+        parent = env_run_id
+
+    parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+    if parent_id is not None:
+        parent_id = store.resolve_run(parent_id)
+    run_id = uuid.uuid4().hex
+    name = name or _default_name(kind)
+    cwd = Path.cwd()
+    env = capture_environment()
+    env_json = json.dumps(env, sort_keys=True, separators=(",", ":"), default=str)
+    row: dict[str, Any] = {
+        "id": run_id,
+        "name": name,
+        "kind": kind,
+        "status": "running",
+        "parent_id": parent_id,
+        "command": list(command) if command is not None else [sys.executable, *sys.argv],
+        "cwd": str(cwd),
+        "user": _user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "created_at": time.time(),
+        "heartbeat_at": time.time(),
+    }
+    diff_info: ArtifactInfo | None = None
+    if capture_code:
+        git = _cached_git_state(cwd)
+        row.update(git_commit=git.commit, git_branch=git.branch, git_dirty=git.dirty if git.commit else None)
+        if git.diff:
+            diff_info = _store_diff(config, git.diff)
+            row["diff_digest"] = diff_info.digest
+    all_tags = dict(tags or {})
+    seed = os.environ.get("GROUNDWORK_SEED")
+    if seed and "seed" not in all_tags:
+        all_tags["seed"] = seed
+    store.create_run(row, params=params, tags=all_tags, environment=(environment_digest(env), env_json))
+    if diff_info is not None:
+        store.add_artifact_link(
+            run_id, "input", "code.diff", digest=diff_info.digest, size=diff_info.size,
+            is_dir=False, file_count=1, kind="code",
+        )
+    run = ActiveRun(run_id, name, config, store, owned=True)
+    with _active_lock:
+        _active.append(run)
+    return run
+
+
+def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
+    import hashlib
+
+    key = (config.artifacts_url, hashlib.sha256(diff).hexdigest())
+    info = _stored_diffs.get(key)
+    if info is None:
+        info = artifact_store_for(config).put_bytes(diff)
+        _stored_diffs[key] = info
+    return info
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _default_name(kind: str) -> str:
+    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+    return f"{script or kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def current_run(config: Config | None = None) -> ActiveRun:
+    """The active run, attaching to ``GROUNDWORK_RUN_ID`` or starting one when there is none."""
+    run = active_run()
+    if run is None:
+        run = start_run(config=config)
+    return run
+
+
+def log(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log metrics into the active run (started on first use if there is none)."""
+    current_run().log(metrics, step=step)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    current_run().log_params(params)
+
+
+def log_artifact(path: str | os.PathLike[str], name: str | None = None, kind: str = "file") -> ArtifactInfo:
+    return current_run().log_artifact(path, name=name, kind=kind)
+
+
+def seed(value: int | None = None) -> int:
+    """Seed Python's, NumPy's and (if imported) PyTorch's generators, and record the seed.
+
+    Without ``value`` the seed comes from ``GROUNDWORK_SEED`` (set by ``groundwork
+    reproduce``) or is drawn at random; either way it is recorded on the active run.
+    """
+    if value is None:
+        env_seed = os.environ.get("GROUNDWORK_SEED")
+        value = int(env_seed) if env_seed else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    value = int(value)
+    random.seed(value)
+    try:
+        import numpy as np
+
+        np.random.seed(value % (2**32))
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(value)
+    os.environ["GROUNDWORK_SEED"] = str(value)
+    run = active_run()
+    if run is not None:
+        run.set_tag("seed", value)
+    return value
+
+
+# -- process hooks: flush at exit, record failures, handle SIGTERM -------------------------------------
+def _install_process_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    previous_hook = sys.excepthook
+
+    def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        detail = "".join(traceback.format_exception(exc_type, exc, tb))
+        _end_all("failed", detail)
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = _excepthook
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # pragma: no cover - not in the main interpreter
+            pass
+
+
+def _end_all(status: str, error: str | None = None) -> None:
+    with _active_lock:
+        runs = list(reversed(_active))
+    for run in runs:
+        try:
+            run.end(status, error=error)
+        except Exception:
+            pass
+    flush_all()
+
+
+def flush_all() -> None:
+    """Flush every store's buffered points (done at exit and on SIGTERM)."""
+    with _writers_lock:
+        writers = [w for (pid, _), w in _writers.items() if pid == os.getpid()]
+    for writer in writers:
+        writer.try_flush()
+
+
+def _at_exit() -> None:
+    _end_all("finished")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _end_all("failed", "terminated by SIGTERM")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def iter_numeric_json(line: str) -> Iterable[tuple[str, float]] | None:
+    """If ``line`` is a JSON object whose values are all numbers, its items; else None."""
+    line = line.strip()
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not data:
+        return None
+    items = []
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        items.append((str(key), float(value)))
+    return items
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)

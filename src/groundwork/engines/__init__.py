@@ -1,0 +1,1 @@
+"""Engines: optimize, runtime, serve, monitor."""

@@ -1,0 +1,1 @@
+"""Storage layer: the metadata store and the content-addressed artifact store."""

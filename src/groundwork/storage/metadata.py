@@ -1,0 +1,753 @@
+"""The metadata store: runs, params, tags, metric points, artifacts and logs, on SQLAlchemy.
+
+One class serves SQLite (the embedded default) and PostgreSQL, chosen by URL:
+
+* ``sqlite:///path/meta.db``: WAL journal, a 30 s busy timeout, and every write
+  transaction opened with ``BEGIN IMMEDIATE`` so concurrent writers queue on the
+  lock instead of failing with "database is locked" when a reader upgrades.
+* ``postgresql://user@host/db`` (psycopg 3).
+
+Migrations (Alembic) are applied when a store is opened; a store whose schema
+is newer than this groundwork is refused. Writes are batched: a caller hands
+over many rows and they land in one transaction.
+
+This module is row-level on purpose: it knows nothing of the SDK's objects.
+Query filters arrive as compiled SQLAlchemy clauses (see ``groundwork.core.filters``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    ColumnElement,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from groundwork.errors import (
+    AmbiguousReference,
+    RunNotFound,
+    SchemaTooNew,
+    StoreError,
+    UnsupportedURL,
+)
+from groundwork.storage import schema
+
+#: The newest migration this version of groundwork knows.
+HEAD_REVISION = "0001"
+_KNOWN_REVISIONS = ("0001",)
+
+TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached")
+#: A running run whose heartbeat is older than this is considered crashed.
+HEARTBEAT_TIMEOUT_S = 30.0
+
+MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
+LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
+
+
+@dataclass
+class RunRow:
+    """One row of the ``runs`` table, plus what a query asked to join."""
+
+    id: str
+    name: str
+    kind: str
+    status: str
+    parent_id: str | None
+    command: list[str] | None
+    cwd: str | None
+    user: str | None
+    host: str | None
+    pid: int | None
+    created_at: float
+    ended_at: float | None
+    heartbeat_at: float | None
+    exit_code: int | None
+    error: str | None
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool | None
+    diff_digest: str | None
+    env_digest: str | None
+    cache_key: str | None
+    cached_from: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> RunRow:
+        values = dict(row)
+        command = values.get("command")
+        values["command"] = json.loads(command) if command else None
+        git_dirty = values.get("git_dirty")
+        values["git_dirty"] = None if git_dirty is None else bool(git_dirty)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ArtifactLink:
+    run_id: str
+    direction: str
+    name: str
+    digest: str
+    kind: str
+    created_at: float
+    size: int
+    is_dir: bool
+    file_count: int
+
+
+def normalize_store_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3; a bare path means a SQLite file."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _float_or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+class MetadataStore:
+    """Rows about runs, in SQLite or PostgreSQL. Thread-safe; one per process and URL is plenty."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_store_url(url)
+        try:
+            sa_url = make_url(self.url)
+        except ArgumentError:
+            raise UnsupportedURL(
+                f"cannot parse the store URL {url!r}",
+                hint="use sqlite:///path/meta.db or postgresql://user@host/database",
+            ) from None
+        backend = sa_url.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise UnsupportedURL(
+                f"unknown metadata store scheme '{sa_url.drivername}://' in {url!r}",
+                hint="use sqlite:///path/meta.db or postgresql://user@host/database",
+            )
+        self.dialect = backend
+        self._sqlite_path: Path | None = None
+        if backend == "sqlite":
+            self._engine, self._read_engine = self._sqlite_engines(sa_url.database or "")
+        else:
+            try:
+                self._engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            except (NoSuchModuleError, ArgumentError) as exc:
+                raise UnsupportedURL(f"cannot open {url!r}: {exc}") from None
+            self._read_engine = self._engine
+        self._lock = threading.Lock()
+        self._migrate()
+
+    # -- opening -----------------------------------------------------------
+    def _sqlite_engines(self, database: str) -> tuple[Engine, Engine]:
+        if database in ("", ":memory:"):
+            raise UnsupportedURL(
+                "an in-memory SQLite store cannot be shared between threads and processes",
+                hint="use a file: sqlite:///path/meta.db",
+            )
+        path = Path(database).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = path.parent / f".gw-write-probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the metadata store at {path}: {exc.strerror or exc}",
+                hint="point GROUNDWORK_STORE (or --store) at a writable location",
+            ) from None
+        self._sqlite_path = path
+
+        def make(immediate: bool) -> Engine:
+            engine = create_engine(
+                f"sqlite:///{path}",
+                connect_args={"timeout": 60, "check_same_thread": False},
+                poolclass=NullPool if not immediate else None,
+            )
+
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA busy_timeout = 60000")
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+            return engine
+
+        return make(immediate=True), make(immediate=False)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self._sqlite_path is None:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(727274)"))
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(727274)"))
+                    conn.commit()
+            return
+        lock_path = self._sqlite_path.with_name(self._sqlite_path.name + ".lock")
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _current_revision(self) -> str | None:
+        try:
+            with self._read_engine.connect() as conn:
+                if not inspect(conn).has_table("alembic_version"):
+                    return None
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except OperationalError as exc:
+            raise self._store_error(exc) from None
+
+    def _migrate(self) -> None:
+        revision = self._current_revision()
+        if revision == HEAD_REVISION:
+            return
+        if revision is not None and revision not in _KNOWN_REVISIONS:
+            raise SchemaTooNew(
+                f"the store at {self.display_url} has schema revision {revision!r}, newer than this "
+                f"groundwork understands (newest known: {HEAD_REVISION!r})",
+                hint="upgrade groundwork (pip install -U groundwork) or use another store",
+            )
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        with self._migration_lock():
+            if self._current_revision() == HEAD_REVISION:  # another process got there first
+                return
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+            try:
+                with self._engine.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+            except OperationalError as exc:
+                raise self._store_error(exc) from None
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _store_error(self, exc: DBAPIError) -> StoreError:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        return StoreError(
+            f"cannot use the metadata store {self.display_url}: {detail}",
+            hint="check GROUNDWORK_STORE (or --store) and that the database is reachable and writable",
+        )
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._read_engine is not self._engine:
+            self._read_engine.dispose()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise self._store_error(exc) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self._read_engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise self._store_error(exc) from None
+
+    def _insert(self, table: Any) -> Any:
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+    # -- runs ----------------------------------------------------------------
+    def create_run(
+        self,
+        row: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        environment: tuple[str, str] | None = None,
+    ) -> None:
+        """Insert a run with its params, tags and environment (digest, JSON) in one transaction."""
+        values = dict(row)
+        if isinstance(values.get("command"), (list, tuple)):
+            values["command"] = json.dumps(list(values["command"]))
+        with self.write() as conn:
+            if environment is not None:
+                conn.execute(
+                    self._insert(schema.environments).on_conflict_do_nothing(),
+                    {"digest": environment[0], "data": environment[1]},
+                )
+            conn.execute(insert(schema.runs), values)
+            if params:
+                self._upsert_params(conn, values["id"], params)
+            if tags:
+                self._upsert_tags(conn, values["id"], tags)
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        if isinstance(values.get("command"), (list, tuple)):
+            values["command"] = json.dumps(list(values["command"]))
+        with self.write() as conn:
+            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
+
+    def end_run(
+        self, run_id: str, status: str, *, exit_code: int | None = None, error: str | None = None
+    ) -> None:
+        """Record the end of a run. A run already ended keeps its first ending."""
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id)
+                .where(schema.runs.c.status == "running")
+                .values(status=status, ended_at=now, heartbeat_at=now, exit_code=exit_code, error=error)
+            )
+
+    def heartbeat(self, run_ids: Sequence[str], now: float | None = None) -> None:
+        if not run_ids:
+            return
+        with self.write() as conn:
+            conn.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id.in_(list(run_ids)))
+                .where(schema.runs.c.status == "running")
+                .values(heartbeat_at=now or time.time())
+            )
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        with self.write() as conn:
+            self._upsert_params(conn, run_id, params)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        with self.write() as conn:
+            self._upsert_tags(conn, run_id, tags)
+
+    def _upsert_params(self, conn: Connection, run_id: str, params: Mapping[str, Any]) -> None:
+        rows = []
+        for key, value in params.items():
+            text_value = _param_text(value)
+            rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": _number(text_value)})
+        stmt = self._insert(schema.params)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"value": stmt.excluded.value, "value_num": stmt.excluded.value_num},
+        )
+        conn.execute(stmt, rows)
+
+    def _upsert_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
+        rows = [{"run_id": run_id, "key": str(k), "value": str(v)} for k, v in tags.items()]
+        stmt = self._insert(schema.tags)
+        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+        conn.execute(stmt, rows)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self.write() as conn:
+            conn.execute(delete(schema.tags).where(schema.tags.c.run_id == run_id, schema.tags.c.key == key))
+
+    # -- batched writes --------------------------------------------------------
+    def write_batch(
+        self,
+        points: Sequence[MetricPoint] = (),
+        logs: Sequence[LogLine] = (),
+        heartbeat_ids: Sequence[str] = (),
+    ) -> None:
+        """Metric points, log lines and heartbeats, all in one transaction."""
+        if not points and not logs and not heartbeat_ids:
+            return
+        with self.write() as conn:
+            if points:
+                self._insert_points(conn, points)
+            if logs:
+                conn.execute(
+                    insert(schema.run_logs),
+                    [{"run_id": r, "stream": s, "timestamp": t, "text": x} for r, s, t, x in logs],
+                )
+            if heartbeat_ids:
+                conn.execute(
+                    update(schema.runs)
+                    .where(schema.runs.c.id.in_(list(heartbeat_ids)))
+                    .where(schema.runs.c.status == "running")
+                    .values(heartbeat_at=time.time())
+                )
+
+    def log_metrics(self, points: Sequence[MetricPoint]) -> None:
+        self.write_batch(points=points)
+
+    def _insert_points(self, conn: Connection, points: Sequence[MetricPoint]) -> None:
+        latest: dict[tuple[str, str], MetricPoint] = {}
+        rows = []
+        for point in points:
+            run_id, key, step, value, ts = point
+            stored = None if math.isnan(value) else value
+            rows.append({"run_id": run_id, "key": key, "step": step, "value": stored, "timestamp": ts})
+            current = latest.get((run_id, key))
+            if current is None or (step, ts) >= (current[2], current[4]):
+                latest[(run_id, key)] = point
+        conn.execute(insert(schema.metrics), rows)
+        stmt = self._insert(schema.latest_metrics)
+        table = schema.latest_metrics
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
+            where=or_(
+                stmt.excluded.step > table.c.step,
+                (stmt.excluded.step == table.c.step) & (stmt.excluded.timestamp >= table.c.timestamp),
+            ),
+        )
+        conn.execute(
+            stmt,
+            [
+                {"run_id": r, "key": k, "step": s, "value": None if math.isnan(v) else v, "timestamp": t}
+                for r, k, s, v, t in latest.values()
+            ],
+        )
+
+    # -- artifacts -------------------------------------------------------------
+    def add_artifact_link(
+        self,
+        run_id: str,
+        direction: str,
+        name: str,
+        *,
+        digest: str,
+        size: int,
+        is_dir: bool,
+        file_count: int,
+        kind: str = "file",
+    ) -> None:
+        if direction not in ("input", "output"):
+            raise ValueError(f"direction must be input or output, not {direction!r}")
+        now = time.time()
+        with self.write() as conn:
+            conn.execute(
+                self._insert(schema.artifacts).on_conflict_do_nothing(),
+                {"digest": digest, "size": size, "is_dir": is_dir, "file_count": file_count, "created_at": now},
+            )
+            stmt = self._insert(schema.run_artifacts)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["run_id", "direction", "name"],
+                set_={"digest": stmt.excluded.digest, "kind": stmt.excluded.kind, "created_at": now},
+            )
+            conn.execute(
+                stmt,
+                {"run_id": run_id, "direction": direction, "name": name, "digest": digest, "kind": kind, "created_at": now},
+            )
+
+    def run_artifacts(self, run_id: str, direction: str | None = None) -> list[ArtifactLink]:
+        ra, a = schema.run_artifacts, schema.artifacts
+        query = (
+            select(ra, a.c.size, a.c.is_dir, a.c.file_count)
+            .join(a, a.c.digest == ra.c.digest)
+            .where(ra.c.run_id == run_id)
+            .order_by(ra.c.direction, ra.c.name)
+        )
+        if direction:
+            query = query.where(ra.c.direction == direction)
+        with self.read() as conn:
+            return [ArtifactLink(**dict(r._mapping)) for r in conn.execute(query)]
+
+    def artifact_users(self, digest: str) -> list[ArtifactLink]:
+        """Every run that read or wrote the artifact ``digest``."""
+        ra, a = schema.run_artifacts, schema.artifacts
+        query = (
+            select(ra, a.c.size, a.c.is_dir, a.c.file_count)
+            .join(a, a.c.digest == ra.c.digest)
+            .where(ra.c.digest == digest)
+            .order_by(ra.c.created_at)
+        )
+        with self.read() as conn:
+            return [ArtifactLink(**dict(r._mapping)) for r in conn.execute(query)]
+
+    def find_artifacts(self, prefix: str) -> list[str]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(schema.artifacts.c.digest).where(schema.artifacts.c.digest.startswith(prefix)).limit(3)
+            )
+            return [r[0] for r in rows]
+
+    # -- reads -------------------------------------------------------------------
+    def environment(self, digest: str) -> dict[str, Any] | None:
+        with self.read() as conn:
+            data = conn.execute(
+                select(schema.environments.c.data).where(schema.environments.c.digest == digest)
+            ).scalar()
+        return json.loads(data) if data else None
+
+    def resolve_run(self, ref: str) -> str:
+        """A full run id from an id, a unique id prefix, or a run name (the newest run of that name)."""
+        ref = ref.strip()
+        if not ref:
+            raise RunNotFound("empty run reference", hint="give a run id, a unique id prefix or a run name")
+        runs = schema.runs
+        with self.read() as conn:
+            if conn.execute(select(runs.c.id).where(runs.c.id == ref)).first():
+                return ref
+            if all(c in "0123456789abcdef" for c in ref.lower()) and len(ref) >= 4:
+                ids = [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.id.startswith(ref.lower())).limit(6))]
+                if len(ids) == 1:
+                    return ids[0]
+                if len(ids) > 1:
+                    shown = ", ".join(i[:12] for i in ids[:5])
+                    raise AmbiguousReference(
+                        f"run prefix {ref!r} matches {'more than 5' if len(ids) > 5 else len(ids)} runs ({shown})",
+                        hint="type more characters of the id",
+                    )
+            named = conn.execute(
+                select(runs.c.id).where(runs.c.name == ref).order_by(runs.c.created_at.desc()).limit(1)
+            ).first()
+            if named:
+                return str(named[0])
+        raise RunNotFound(f"no run with id, id prefix or name {ref!r}", hint="list runs with: groundwork runs")
+
+    def get_run(self, run_id: str) -> RunRow:
+        rows = self.get_runs([run_id])
+        if not rows:
+            raise RunNotFound(f"no run with id {run_id!r}", hint="list runs with: groundwork runs")
+        return rows[0]
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        with self.read() as conn:
+            rows = [RunRow.from_mapping(r._mapping) for r in conn.execute(select(schema.runs).where(schema.runs.c.id.in_(ids)))]
+            self._attach(conn, rows)
+        order = {run_id: i for i, run_id in enumerate(ids)}
+        rows.sort(key=lambda r: order[r.id])
+        return self._detect_crashes(rows)
+
+    def search_runs(
+        self,
+        where: ColumnElement[bool] | None = None,
+        order_by: Sequence[Any] = (),
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[RunRow]:
+        """Runs matching a compiled filter clause, newest first unless ``order_by`` says otherwise."""
+        query = select(schema.runs)
+        if where is not None:
+            query = query.where(where)
+        query = query.order_by(*order_by, schema.runs.c.created_at.desc(), schema.runs.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        with self.read() as conn:
+            rows = [RunRow.from_mapping(r._mapping) for r in conn.execute(query)]
+            self._attach(conn, rows)
+        return self._detect_crashes(rows)
+
+    def count_runs(self, where: ColumnElement[bool] | None = None) -> int:
+        query = select(func.count()).select_from(schema.runs)
+        if where is not None:
+            query = query.where(where)
+        with self.read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def child_runs(self, parent_id: str) -> list[RunRow]:
+        return self.search_runs(schema.runs.c.parent_id == parent_id, order_by=[schema.runs.c.created_at], limit=None)
+
+    def _attach(self, conn: Connection, rows: list[RunRow]) -> None:
+        if not rows:
+            return
+        by_id = {r.id: r for r in rows}
+        ids = list(by_id)
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            for run_id, key, value in conn.execute(
+                select(schema.params.c.run_id, schema.params.c.key, schema.params.c.value).where(
+                    schema.params.c.run_id.in_(chunk)
+                )
+            ):
+                by_id[run_id].params[key] = value
+            for run_id, key, value in conn.execute(
+                select(schema.tags.c.run_id, schema.tags.c.key, schema.tags.c.value).where(schema.tags.c.run_id.in_(chunk))
+            ):
+                by_id[run_id].tags[key] = value
+            lm = schema.latest_metrics
+            for run_id, key, value in conn.execute(
+                select(lm.c.run_id, lm.c.key, lm.c.value).where(lm.c.run_id.in_(chunk))
+            ):
+                by_id[run_id].metrics[key] = _float_or_nan(value)
+
+    def _detect_crashes(self, rows: list[RunRow]) -> list[RunRow]:
+        """Mark running runs whose process is gone (or whose heartbeat stopped) as crashed."""
+        suspects = [r for r in rows if r.status == "running" and _is_dead(r)]
+        if suspects:
+            ids = [r.id for r in suspects]
+            with self.write() as conn:
+                conn.execute(
+                    update(schema.runs)
+                    .where(schema.runs.c.id.in_(ids))
+                    .where(schema.runs.c.status == "running")
+                    .values(
+                        status="crashed",
+                        ended_at=case(
+                            (schema.runs.c.heartbeat_at.is_not(None), schema.runs.c.heartbeat_at),
+                            else_=schema.runs.c.created_at,
+                        ),
+                    )
+                )
+                fresh = {
+                    r.id: (r.status, r.ended_at)
+                    for r in conn.execute(
+                        select(schema.runs.c.id, schema.runs.c.status, schema.runs.c.ended_at).where(
+                            schema.runs.c.id.in_(ids)
+                        )
+                    )
+                }
+            for row in suspects:
+                row.status, row.ended_at = fresh.get(row.id, (row.status, row.ended_at))
+        return rows
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float, float]]:
+        """Every point of one series as (step, value, timestamp), in logging order."""
+        m = schema.metrics
+        with self.read() as conn:
+            result = conn.execute(
+                select(m.c.step, m.c.value, m.c.timestamp)
+                .where(m.c.run_id == run_id, m.c.key == key)
+                .order_by(m.c.step, m.c.id)
+            )
+            return [(s, _float_or_nan(v), t) for s, v, t in result]
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        lm = schema.latest_metrics
+        with self.read() as conn:
+            return [r[0] for r in conn.execute(select(lm.c.key).where(lm.c.run_id == run_id).order_by(lm.c.key))]
+
+    def logs(self, run_id: str, stream: str | None = None, tail: int | None = None) -> list[LogLine]:
+        lg = schema.run_logs
+        query = select(lg.c.run_id, lg.c.stream, lg.c.timestamp, lg.c.text).where(lg.c.run_id == run_id)
+        if stream:
+            query = query.where(lg.c.stream == stream)
+        if tail:
+            query = query.order_by(lg.c.id.desc()).limit(tail)
+        else:
+            query = query.order_by(lg.c.id)
+        with self.read() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        if tail:
+            rows.reverse()
+        return rows  # type: ignore[return-value]
+
+    def integrity_check(self) -> bool:
+        """SQLite's own integrity check (True on PostgreSQL)."""
+        if self.dialect != "sqlite":
+            return True
+        with self.read() as conn:
+            return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def _is_dead(row: RunRow, now: float | None = None) -> bool:
+    """Whether a ``running`` run's process has gone without ending it."""
+    import socket
+
+    now = now or time.time()
+    beat = row.heartbeat_at or row.created_at
+    if now - beat > HEARTBEAT_TIMEOUT_S:
+        return True
+    if row.pid and row.host == socket.gethostname():
+        return not _pid_alive(row.pid)
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+_stores: dict[tuple[int, str], MetadataStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_metadata_store(url: str) -> MetadataStore:
+    """The process-wide store for ``url`` (opened, and migrated, once)."""
+    key = (os.getpid(), normalize_store_url(url))
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = MetadataStore(url)
+            _stores[key] = store
+        return store
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

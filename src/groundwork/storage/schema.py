@@ -1,0 +1,148 @@
+"""The relational schema of the metadata store (SQLAlchemy Core tables).
+
+Alembic migrations in ``storage/migrations/versions`` create exactly these
+tables; ``tests/storage/test_migrations.py`` checks the two never drift.
+Times are UNIX epoch seconds (float) so SQLite and PostgreSQL agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: 64-bit row ids on PostgreSQL; SQLite needs plain INTEGER for its rowid alias.
+_RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+#: One recorded execution. ``status`` is running, finished, failed, crashed or cached.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False, default="run"),  # run, pipeline, step, optimize
+    Column("status", String(16), nullable=False),
+    Column("parent_id", String(32), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("command", Text, nullable=True),  # JSON list of argv
+    Column("cwd", Text, nullable=True),
+    Column("user", String(255), nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),  # exception and traceback of a failed run
+    Column("git_commit", String(64), nullable=True),
+    Column("git_branch", String(255), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("diff_digest", String(64), nullable=True),  # artifact holding the uncommitted diff
+    Column("env_digest", String(64), ForeignKey("environments.digest"), nullable=True),
+    Column("cache_key", String(64), nullable=True),
+    Column("cached_from", String(32), nullable=True),  # the run whose result a cached run reuses
+)
+Index("ix_runs_created_at", runs.c.created_at)
+Index("ix_runs_parent_id", runs.c.parent_id)
+Index("ix_runs_name", runs.c.name)
+Index("ix_runs_status", runs.c.status)
+Index("ix_runs_cache_key", runs.c.cache_key)
+
+#: Captured environments, stored once per distinct content (digest of the JSON).
+environments = Table(
+    "environments",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+#: Parameters. ``value`` is the text form; ``value_num`` its number when it is one.
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float, nullable=True),
+)
+Index("ix_params_key_num", params.c.key, params.c.value_num)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: Every metric point. Append-only; several points may share a step.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("value", Float, nullable=True),  # NULL is NaN (SQLite cannot store NaN)
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_metrics_run_key_step", metrics.c.run_id, metrics.c.key, metrics.c.step)
+
+#: The last point of each series (highest step, then latest time): what filters and tables use.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Float, nullable=True),  # NULL is NaN
+    Column("step", Integer, nullable=False),
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_latest_metrics_key_value", latest_metrics.c.key, latest_metrics.c.value)
+
+#: Content-addressed artifacts known to the store (the bytes live in the artifact store).
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("is_dir", Boolean, nullable=False, default=False),
+    Column("file_count", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+)
+
+#: A run's inputs and outputs. ``name`` is the path or label the run knew it by.
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("direction", String(8), primary_key=True),  # input | output
+    Column("name", String(1024), primary_key=True),
+    Column("digest", String(64), ForeignKey("artifacts.digest"), nullable=False),
+    Column("kind", String(32), nullable=False, default="file"),  # dataset, model, file, report, log, diff
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_run_artifacts_digest", run_artifacts.c.digest)
+
+#: Captured stdout/stderr chunks of a run, in order.
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("stream", String(8), nullable=False),  # stdout | stderr
+    Column("timestamp", Float, nullable=False),
+    Column("text", Text, nullable=False),
+)
+Index("ix_run_logs_run", run_logs.c.run_id, run_logs.c.id)
