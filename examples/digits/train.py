@@ -59,7 +59,7 @@ def main() -> None:
                 loss = loss_fn(model(xt[batch]), yt[batch])
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(batch)
+                total += loss.item() * len(batch)
             model.eval()
             with torch.no_grad():
                 acc = float((model(xv).argmax(1) == yv).float().mean())

@@ -21,6 +21,7 @@ from groundwork.errors import GroundworkError, InvalidFilter
 from groundwork.cli import runs as _runs  # noqa: E402,F401  isort: skip
 from groundwork.cli import run as _run  # noqa: E402,F401  isort: skip
 from groundwork.cli import demo as _demo  # noqa: E402,F401  isort: skip
+from groundwork.cli import artifacts as _artifacts  # noqa: E402,F401  isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

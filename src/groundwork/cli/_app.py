@@ -8,6 +8,8 @@ imported inside the command function, so ``groundwork --help`` stays quick.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -28,8 +30,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-console = Console()
-err_console = Console(stderr=True)
+def _width(stream: object) -> int | None:
+    """Rich's width: the terminal's, $COLUMNS, or 200 when piped (tables stay readable in files)."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    isatty = getattr(stream, "isatty", None)
+    return None if isatty and isatty() else 200
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 StoreOption = Annotated[
     str | None,

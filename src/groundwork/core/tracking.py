@@ -43,8 +43,12 @@ from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, ope
 FLUSH_INTERVAL_S = 0.5
 #: Running runs refresh their heartbeat this often (crash detection waits 30 s, or sees the PID gone).
 HEARTBEAT_INTERVAL_S = 5.0
-#: Flush early once this many points are waiting, to bound memory.
-MAX_BUFFERED_POINTS = 100_000
+#: Points per write transaction (each one durable on its own).
+BATCH_POINTS = 20_000
+#: Wake the writer early once this many points wait...
+EARLY_FLUSH_POINTS = 100_000
+#: ...and make ``log`` wait for the disk once this many do (back-pressure bounds memory).
+MAX_BUFFERED_POINTS = 1_000_000
 
 _GIT_CACHE_TTL_S = 2.0
 
@@ -75,31 +79,43 @@ class _Writer:
         self._wake.set()
 
     def flush(self) -> None:
-        """Write everything buffered so far; returns when it is durable."""
+        """Write everything buffered so far; returns when it is durable.
+
+        Points go in transactions of at most :data:`BATCH_POINTS`, each durable on
+        its own, so a process killed mid-flush keeps every batch already committed.
+        """
         with self._flush_lock:
-            count = len(self.points)
-            points = [self.points.popleft() for _ in range(count)]
-            count = len(self.logs)
-            logs = [self.logs.popleft() for _ in range(count)]
-            now = time.time()
-            beats: list[str] = []
+            remaining = len(self.points)
+            first = True
+            while first or remaining > 0:
+                take = min(remaining, BATCH_POINTS)
+                remaining -= take
+                self._write_chunk(take, with_extras=first)
+                first = False
+
+    def _write_chunk(self, count: int, with_extras: bool) -> None:
+        points = [self.points.popleft() for _ in range(count)]
+        logs: list[LogLine] = []
+        beats: list[str] = []
+        now = time.time()
+        if with_extras:
+            logs = [self.logs.popleft() for _ in range(len(self.logs))]
             if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
                 beats = list(self.live)
-            if not points and not logs and not beats:
-                return
-            try:
-                self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats)
-            except Exception as exc:  # keep the data and try again on the next tick
-                self.points.extendleft(reversed(points))
-                self.logs.extendleft(reversed(logs))
-                if not self._warned:
-                    self._warned = True
-                    print(f"groundwork: could not write to the store, will retry: {exc}", file=sys.stderr)
-                raise
-            else:
-                self._warned = False
-                if beats:
-                    self._last_beat = now
+        if not points and not logs and not beats:
+            return
+        try:
+            self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats)
+        except Exception as exc:  # keep the data and try again on the next tick
+            self.points.extendleft(reversed(points))
+            self.logs.extendleft(reversed(logs))
+            if not self._warned:
+                self._warned = True
+                print(f"groundwork: could not write to the store, will retry: {exc}", file=sys.stderr)
+            raise
+        self._warned = False
+        if beats:
+            self._last_beat = now
 
     def try_flush(self) -> None:
         try:
@@ -207,8 +223,14 @@ class ActiveRun:
             else:
                 point_step = int(step)
             append((run_id, key, point_step, number, now))
-        if len(self._writer.points) > MAX_BUFFERED_POINTS:
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        backlog = len(self._writer.points)
+        if backlog > EARLY_FLUSH_POINTS:
             self._writer.nudge()
+            if backlog > MAX_BUFFERED_POINTS:
+                self._writer.flush()
 
     def log_points(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
         """Buffer a whole series for one metric at once (the batch form of :meth:`log`)."""
@@ -221,8 +243,7 @@ class ActiveRun:
             raise InvalidInput(f"log_points got {len(values)} values but {len(steps)} steps for {key!r}")
         run_id = self.id
         self._writer.points.extend((run_id, key, int(s), float(v), now) for s, v in zip(steps, values, strict=True))
-        if len(self._writer.points) > MAX_BUFFERED_POINTS:
-            self._writer.nudge()
+        self._check_backlog()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record parameters (written at once; a later value for a key replaces the earlier)."""
@@ -354,13 +375,7 @@ def start_run(
     env_run_id = os.environ.get("GROUNDWORK_RUN_ID")
     if env_run_id and parent is None and not _attached_env_run and kind == "run":
         _attached_env_run = True
-        row = store.get_run(env_run_id)
-        run = ActiveRun(row.id, row.name, config, store, owned=False)
-        run.log_params(dict(params or {}))
-        run.set_tags(dict(tags or {}))
-        with _active_lock:
-            _active.append(run)
-        return run
+        return _attach(env_run_id, config, store, params, tags)
     if parent is None and env_run_id:
         parent = env_run_id
 
@@ -397,7 +412,8 @@ def start_run(
     seed = os.environ.get("GROUNDWORK_SEED")
     if seed and "seed" not in all_tags:
         all_tags["seed"] = seed
-    store.create_run(row, params=params, tags=all_tags, environment=(environment_digest(env), env_json))
+    row["env_digest"] = environment_digest(env)
+    store.create_run(row, params=params, tags=all_tags, environment=(row["env_digest"], env_json))
     if diff_info is not None:
         store.add_artifact_link(
             run_id, "input", "code.diff", digest=diff_info.digest, size=diff_info.size,
@@ -432,12 +448,36 @@ def _default_name(kind: str) -> str:
     return f"{script or kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def current_run(config: Config | None = None) -> ActiveRun:
-    """The active run, attaching to ``GROUNDWORK_RUN_ID`` or starting one when there is none."""
-    run = active_run()
-    if run is None:
-        run = start_run(config=config)
+def _attach(
+    run_id: str,
+    config: Config,
+    store: MetadataStore,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> ActiveRun:
+    """Log into an existing run that another process owns (``groundwork run``'s)."""
+    row = store.get_run(run_id)
+    run = ActiveRun(row.id, row.name, config, store, owned=False)
+    run.log_params(dict(params or {}))
+    run.set_tags(dict(tags or {}))
+    with _active_lock:
+        _active.append(run)
     return run
+
+
+def current_run(config: Config | None = None) -> ActiveRun:
+    """The active run; else the ``groundwork run`` run of this process; else a new one."""
+    run = active_run()
+    if run is not None:
+        return run
+    env_run_id = os.environ.get("GROUNDWORK_RUN_ID")
+    if env_run_id:
+        global _attached_env_run
+        _attached_env_run = True
+        config = config or Config.from_env()
+        _install_process_hooks()
+        return _attach(env_run_id, config, metadata_store_for(config))
+    return start_run(config=config)
 
 
 def log(metrics: Mapping[str, Any], step: int | None = None) -> None:

@@ -60,12 +60,14 @@ from groundwork.errors import (
 from groundwork.storage import schema
 
 #: The newest migration this version of groundwork knows.
-HEAD_REVISION = "0001"
-_KNOWN_REVISIONS = ("0001",)
+HEAD_REVISION = "0002"
+_KNOWN_REVISIONS = ("0001", "0002")
 
 TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached")
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
+
+_SQLITE_INSERT_POINTS = "INSERT INTO metrics (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
 
 MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
 LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
@@ -441,15 +443,21 @@ class MetadataStore:
 
     def _insert_points(self, conn: Connection, points: Sequence[MetricPoint]) -> None:
         latest: dict[tuple[str, str], MetricPoint] = {}
-        rows = []
         for point in points:
-            run_id, key, step, value, ts = point
-            stored = None if math.isnan(value) else value
-            rows.append({"run_id": run_id, "key": key, "step": step, "value": stored, "timestamp": ts})
-            current = latest.get((run_id, key))
-            if current is None or (step, ts) >= (current[2], current[4]):
-                latest[(run_id, key)] = point
-        conn.execute(insert(schema.metrics), rows)
+            current = latest.get((point[0], point[1]))
+            if current is None or (point[2], point[4]) >= (current[2], current[4]):
+                latest[(point[0], point[1])] = point
+        if self.dialect == "sqlite":
+            # The driver's executemany is twice as fast as Core's here; SQLite stores NaN as NULL itself.
+            conn.exec_driver_sql(_SQLITE_INSERT_POINTS, list(points))
+        else:
+            conn.execute(
+                insert(schema.metrics),
+                [
+                    {"run_id": r, "key": k, "step": s, "value": None if math.isnan(v) else v, "timestamp": t}
+                    for r, k, s, v, t in points
+                ],
+            )
         stmt = self._insert(schema.latest_metrics)
         table = schema.latest_metrics
         stmt = stmt.on_conflict_do_update(

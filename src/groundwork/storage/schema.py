@@ -146,3 +146,79 @@ run_logs = Table(
     Column("text", Text, nullable=False),
 )
 Index("ix_run_logs_run", run_logs.c.run_id, run_logs.c.id)
+
+
+# =====================================================================================
+# Model registry (migration 0002): models, numbered versions, aliases and their history,
+# and sampled predictions of served models. Row access: ``groundwork.storage.registry``.
+# =====================================================================================
+
+#: A named model. ``latest_version`` is the counter that numbers new versions.
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("latest_version", Integer, nullable=False, default=0),
+)
+
+#: One version of a model: an artifact (a folder holding the native form, and an ONNX form
+#: where conversion worked) made by a run. ``signature``, ``tags`` and ``info`` are JSON.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(255), ForeignKey("models.name", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL"), nullable=True),
+    Column("artifact_digest", String(64), ForeignKey("artifacts.digest"), nullable=False),
+    Column("flavor", String(32), nullable=False),  # sklearn, pytorch, onnx, optimized
+    Column("onnx_digest", String(64), nullable=True),  # the ONNX file inside the artifact
+    Column("signature", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=True),
+    Column("info", Text, nullable=True),  # flavor details: library versions, files, conversions
+    Column("user", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_model_versions_run_id", model_versions.c.run_id)
+Index("ix_model_versions_artifact_digest", model_versions.c.artifact_digest)
+
+#: Where each alias (``production``, ``staging``...) of a model points now.
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(255), ForeignKey("models.name", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: Every alias move, append-only. ``to_version`` NULL means the alias was removed.
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("name", String(255), ForeignKey("models.name", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("who", String(255), nullable=True),
+    Column("changed_at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+)
+Index("ix_alias_history_name", alias_history.c.name, alias_history.c.id)
+
+#: A sample of served requests and their predictions (JSON), for monitoring.
+prediction_samples = Table(
+    "prediction_samples",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("model", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("inputs", Text, nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("latency_ms", Float, nullable=True),
+)
+Index("ix_prediction_samples_model_ts", prediction_samples.c.model, prediction_samples.c.timestamp)

@@ -1,0 +1,5 @@
+"""``python -m groundwork`` is the ``groundwork`` command."""
+
+from groundwork.cli import main
+
+main()

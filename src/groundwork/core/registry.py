@@ -1,0 +1,660 @@
+"""The model registry: named models, numbered versions, aliases with history, signatures.
+
+    with gw.start_run(name="train") as run:
+        run.log_model(model, "digits", example=x_test[:5])       # -> version N+1
+    gw.promote_model("digits", 3, alias="production", reason="beats v2 on acc")
+    gw.load_model("digits@production").predict(rows)            # (engines.flavors)
+
+A reference names one version: ``name@alias``, ``name/3`` or ``name`` (its newest
+version; ``name@latest`` says the same). Each version points at a content-addressed
+artifact: a folder holding the model in its native form, an ONNX form beside it when
+conversion worked, ``groundwork-model.json`` and an input example.
+
+How a kind of model object is saved is a *flavor* (scikit-learn, PyTorch, ONNX,
+optimized variants). Flavors live in the engines layer and register here by name,
+the same way a plugin's flavor would (:func:`register_flavor`); this module only
+imports them when a model is logged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import importlib
+import json
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from groundwork.config import Config
+from groundwork.errors import InvalidInput, ModelNotFound
+from groundwork.storage.artifacts import hash_file
+from groundwork.storage.metadata import MetadataStore, open_metadata_store
+from groundwork.storage.registry import AliasMove, ArtifactRow, RegistryStore, VersionRow
+
+if TYPE_CHECKING:
+    from groundwork.core.tracking import ActiveRun
+
+#: The description of a model folder (written by :func:`log_model`, read by the loaders).
+MODEL_FILE = "groundwork-model.json"
+MODEL_FORMAT = "groundwork.model/1"
+#: The input example kept with a version (a few rows, JSON): docs, warm-up and smoke tests.
+EXAMPLE_FILE = "input_example.json"
+EXAMPLE_ROWS = 5
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+LATEST = "latest"  # the reserved alias that always means the newest version
+
+
+# =====================================================================================
+# Signatures
+# =====================================================================================
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: a name (None for a lone unnamed tensor), a dtype and a shape.
+
+    ``dtype`` is a NumPy dtype name (``float32``, ``float64``, ``int64``, ``bool``) or
+    ``str`` for text. ``shape`` counts the batch as its first dimension; ``-1`` means
+    any size.
+    """
+
+    name: str | None
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(data.get("name"), str(data["dtype"]), tuple(int(d) for d in data.get("shape", (-1,))))
+
+    def describe(self) -> str:
+        dims = ", ".join("N" if i == 0 and d == -1 else ("?" if d == -1 else str(d)) for i, d in enumerate(self.shape))
+        return f"{self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a model takes and returns: names, dtypes and shapes.
+
+    ``columnar`` models take a table (one spec per named column, as a pandas
+    DataFrame or a ``{"column": [...]}`` mapping); the others take one tensor whose
+    first dimension is the batch (rows).
+
+    >>> gw.Signature.infer(x_train[:5], y_train[:5])   # doctest: +SKIP
+    """
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = ()
+    columnar: bool = False
+
+    @classmethod
+    def infer(cls, x: Any, y: Any = None) -> Signature:
+        """The signature of example inputs ``x`` (and outputs ``y``).
+
+        ``x`` may be a NumPy array, a nested list, a PyTorch tensor, a pandas DataFrame
+        or a mapping of column name to values.
+        """
+        inputs, columnar = _specs_of(x, "inputs")
+        outputs: tuple[TensorSpec, ...] = ()
+        if y is not None:
+            outputs, _ = _specs_of(y, "outputs")
+        return cls(inputs, outputs, columnar)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "columnar": self.columnar,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        try:
+            return cls(
+                tuple(TensorSpec.from_dict(s) for s in data.get("inputs", ())),
+                tuple(TensorSpec.from_dict(s) for s in data.get("outputs", ())),
+                bool(data.get("columnar", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a model signature: {exc}", hint="build one with gw.Signature.infer(x, y)") from None
+
+    def with_outputs(self, y: Any) -> Signature:
+        return Signature(self.inputs, _specs_of(y, "outputs")[0], self.columnar)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name or "input" for s in self.inputs]
+
+    def describe(self) -> str:
+        """``float64[N, 64] -> int64[N]``, or ``(a: float64, b: str) -> ...`` for tables."""
+        if self.columnar:
+            left = "(" + ", ".join(f"{s.name}: {s.describe()}" for s in self.inputs) + ")"
+        else:
+            left = ", ".join(s.describe() for s in self.inputs)
+        right = ", ".join((f"{s.name}: " if s.name and len(self.outputs) > 1 else "") + s.describe() for s in self.outputs)
+        return f"{left} -> {right or '?'}"
+
+
+def dtype_name(dtype: Any) -> str:
+    """The signature's name for a NumPy (or pandas) dtype: text and objects are ``str``."""
+    import numpy as np
+
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        return "str"  # pandas extension dtypes (string, category)
+    if np_dtype.kind in ("U", "S", "O"):
+        return "str"
+    return str(np_dtype.name)
+
+
+def _specs_of(value: Any, what: str) -> tuple[tuple[TensorSpec, ...], bool]:
+    import numpy as np
+
+    module = type(value).__module__
+    if module.startswith("pandas"):
+        if hasattr(value, "columns"):  # DataFrame
+            return tuple(TensorSpec(str(c), dtype_name(value[c].dtype), (-1,)) for c in value.columns), True
+        return (TensorSpec(getattr(value, "name", None) and str(value.name), dtype_name(value.dtype), (-1,)),), False
+    if isinstance(value, Mapping):
+        specs = []
+        for key, column in value.items():
+            arr = _as_array(column)
+            specs.append(TensorSpec(str(key), dtype_name(arr.dtype), (-1, *arr.shape[1:])))
+        if not specs:
+            raise InvalidInput(f"cannot infer a signature from an empty mapping of {what}")
+        return tuple(specs), True
+    if isinstance(value, (tuple, list)) and value and all(_is_tensor(v) for v in value):
+        arrays = [_as_array(v) for v in value]
+        return tuple(TensorSpec(f"{what[:-1]}_{i}", dtype_name(a.dtype), (-1, *a.shape[1:])) for i, a in enumerate(arrays)), False
+    arr = _as_array(value)
+    if arr.ndim == 0:
+        raise InvalidInput(f"cannot infer a signature from a scalar example of {what}", hint="give a batch of rows")
+    if arr.dtype == np.dtype("O"):
+        raise InvalidInput(
+            f"the example {what} are ragged or mixed (NumPy made an object array of them)",
+            hint="give rows of equal length and one type, or a pandas DataFrame",
+        )
+    return (TensorSpec(None, dtype_name(arr.dtype), (-1, *arr.shape[1:])),), False
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _as_array(value: Any) -> Any:
+    import numpy as np
+
+    if type(value).__module__.startswith("torch"):
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except ValueError:  # ragged
+        return np.asarray(value, dtype=object)
+
+
+def example_rows(example: Any, limit: int = EXAMPLE_ROWS) -> Any:
+    """The first ``limit`` rows of an example as JSON-able data (rows, or columns for tables)."""
+    module = type(example).__module__
+    if module.startswith("pandas") and hasattr(example, "columns"):
+        head = example.head(limit)
+        return {str(c): _as_array(head[c]).tolist() for c in head.columns}
+    if isinstance(example, Mapping):
+        return {str(k): _as_array(v)[:limit].tolist() for k, v in example.items()}
+    return _as_array(example)[:limit].tolist()
+
+
+# =====================================================================================
+# Flavors: how a kind of model object is saved (and, in the engines layer, loaded)
+# =====================================================================================
+@dataclass
+class SavedModel:
+    """What a flavor wrote into a model folder.
+
+    ``native`` and ``onnx`` are file names relative to the folder (``onnx`` None where
+    conversion did not work or was not tried); ``info`` holds library versions and
+    notes (why a conversion was skipped), shown by ``groundwork models show``.
+    """
+
+    native: str
+    onnx: str | None = None
+    signature: Signature | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ModelFlavor(Protocol):
+    """Saves one kind of model object into a folder. The engines layer also loads it."""
+
+    name: str
+
+    def accepts(self, obj: Any) -> bool:
+        """Whether ``obj`` is a model of this flavor (cheap; must not import heavy libraries)."""
+        ...
+
+    def save(self, obj: Any, folder: Path, *, example: Any | None, signature: Signature | None) -> SavedModel:
+        """Write ``obj`` into the empty folder ``folder``, and an ONNX form beside it where it converts."""
+        ...
+
+
+# name -> "module:attribute". Built-ins register exactly as a plugin would.
+_FLAVORS: dict[str, str] = {
+    "onnx": "groundwork.engines.flavors.onnx:FLAVOR",
+    "optimized": "groundwork.engines.flavors.optimized:FLAVOR",
+    "sklearn": "groundwork.engines.flavors.sklearn:FLAVOR",
+    "pytorch": "groundwork.engines.flavors.pytorch:FLAVOR",
+}
+_loaded_flavors: dict[str, ModelFlavor] = {}
+
+
+def register_flavor(name: str, target: str | ModelFlavor) -> None:
+    """Make :func:`log_model` know a flavor: an object, or ``"module:attribute"`` imported on first use."""
+    if isinstance(target, str):
+        _FLAVORS[name] = target
+        _loaded_flavors.pop(name, None)
+    else:
+        _FLAVORS[name] = f"<object {type(target).__name__}>"
+        _loaded_flavors[name] = target
+
+
+def flavor_names() -> list[str]:
+    return list(_FLAVORS)
+
+
+def get_flavor(name: str) -> ModelFlavor:
+    """The flavor registered as ``name`` (imported on first use)."""
+    flavor = _loaded_flavors.get(name)
+    if flavor is not None:
+        return flavor
+    target = _FLAVORS.get(name)
+    if target is None:
+        raise InvalidInput(f"unknown model flavor {name!r}", hint=f"known flavors: {', '.join(_FLAVORS)}")
+    module_name, _, attribute = target.partition(":")
+    flavor = cast(ModelFlavor, getattr(importlib.import_module(module_name), attribute))
+    _loaded_flavors[name] = flavor
+    return flavor
+
+
+def flavor_for(obj: Any) -> ModelFlavor:
+    """The first registered flavor that accepts ``obj``."""
+    for name in _FLAVORS:
+        flavor = get_flavor(name)
+        if flavor.accepts(obj):
+            return flavor
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    raise InvalidInput(
+        f"cannot log a {kind} as a model",
+        hint="log a scikit-learn estimator, a torch.nn.Module, or the path of an .onnx file",
+    )
+
+
+# =====================================================================================
+# References and versions
+# =====================================================================================
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: exactly one of ``version`` and ``alias`` is set, or neither (latest)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str) -> ModelRef:
+        text = (ref or "").strip()
+        hint = "write NAME@ALIAS (digits@production), NAME/VERSION (digits/3) or NAME (its newest version)"
+        if not text:
+            raise InvalidInput("empty model reference", hint=hint)
+        if "@" in text:
+            name, alias = text.split("@", 1)
+            check_name(name)
+            if alias != LATEST:
+                check_alias(alias)
+                return cls(name, alias=alias)
+            return cls(name)
+        if "/" in text:
+            name, number = text.rsplit("/", 1)
+            check_name(name)
+            if not number.isdigit() or int(number) < 1:
+                raise InvalidInput(f"{number!r} in {text!r} is not a version number", hint=hint)
+            return cls(name, version=int(number))
+        check_name(text)
+        return cls(text)
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        if self.version is not None:
+            return f"{self.name}/{self.version}"
+        return self.name
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise InvalidInput(
+            f"{name!r} is not a valid model name",
+            hint="use letters, digits, '.', '_' and '-' (starting with a letter or digit), at most 255 characters",
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not _ALIAS.match(alias or "") or alias == LATEST:
+        raise InvalidInput(
+            f"{alias!r} is not a valid alias",
+            hint="an alias starts with a letter and holds letters, digits, '_' and '-' "
+            f"(at most 64); {LATEST!r} is reserved for the newest version",
+        )
+    return alias
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version, as read from the store."""
+
+    name: str
+    version: int
+    run_id: str | None
+    artifact_digest: str
+    flavor: str
+    onnx_digest: str | None
+    signature: Signature | None
+    description: str | None
+    tags: dict[str, str]
+    info: dict[str, Any]
+    user: str | None
+    created_at: float
+    aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def from_row(cls, row: VersionRow, aliases: Sequence[str] = ()) -> ModelVersion:
+        return cls(
+            name=row.name,
+            version=row.version,
+            run_id=row.run_id,
+            artifact_digest=row.artifact_digest,
+            flavor=row.flavor,
+            onnx_digest=row.onnx_digest,
+            signature=Signature.from_dict(row.signature) if row.signature else None,
+            description=row.description,
+            tags=dict(row.tags),
+            info=dict(row.info),
+            user=row.user,
+            created_at=row.created_at,
+            aliases=tuple(aliases),
+        )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def __repr__(self) -> str:
+        return f"<ModelVersion {self.ref} {self.flavor}{' +onnx' if self.onnx_digest else ''}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "run_id": self.run_id,
+            "artifact_digest": self.artifact_digest,
+            "flavor": self.flavor,
+            "onnx_digest": self.onnx_digest,
+            "signature": self.signature.to_dict() if self.signature else None,
+            "description": self.description,
+            "tags": dict(self.tags),
+            "info": dict(self.info),
+            "user": self.user,
+            "created_at": self.created_at,
+            "aliases": list(self.aliases),
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model with its newest version and its aliases (what ``groundwork models list`` shows)."""
+
+    name: str
+    description: str | None
+    created_at: float
+    latest_version: int | None
+    aliases: dict[str, int]
+    updated_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "created_at": self.created_at,
+            "latest_version": self.latest_version,
+            "aliases": dict(self.aliases),
+            "updated_at": self.updated_at,
+        }
+
+
+def _store(config: Config | None) -> MetadataStore:
+    return open_metadata_store((config or Config.from_env()).store_url)
+
+
+def registry_store(config: Config | None = None) -> RegistryStore:
+    return RegistryStore(_store(config))
+
+
+def _who() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _unknown_model(reg: RegistryStore, name: str) -> ModelNotFound:
+    names = reg.model_names()
+    if not names:
+        return ModelNotFound(
+            f"no model named {name!r}: the registry is empty",
+            hint="register one with run.log_model(model, NAME) inside gw.start_run()",
+        )
+    close = difflib.get_close_matches(name, names, n=3)
+    shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10 else "")
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return ModelNotFound(f"no model named {name!r}", hint=f"{hint}known models: {shown}")
+
+
+def resolve_row(reg: RegistryStore, ref: str | ModelRef) -> VersionRow:
+    """The version row a reference names; :class:`ModelNotFound` with a hint when there is none."""
+    parsed = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
+    name = parsed.name
+    if parsed.alias is not None:
+        version = reg.alias_version(name, parsed.alias)
+        if version is None:
+            if reg.get_model(name) is None:
+                raise _unknown_model(reg, name)
+            aliases = reg.aliases(name)
+            known = ", ".join(f"{a} -> {v}" for a, v in aliases.items()) or "none yet"
+            raise ModelNotFound(
+                f"model {name!r} has no alias {parsed.alias!r} (aliases: {known})",
+                hint=f"point it at a version with: groundwork models promote {name} VERSION --alias {parsed.alias}",
+            )
+    elif parsed.version is not None:
+        version = parsed.version
+    else:
+        latest = reg.latest_version(name)
+        if latest is None:
+            raise _unknown_model(reg, name)
+        version = latest
+    row = reg.get_version(name, version)
+    if row is None:
+        if reg.get_model(name) is None:
+            raise _unknown_model(reg, name)
+        numbers = reg.version_numbers(name)
+        span = f"{numbers[0]}..{numbers[-1]}" if numbers else "none"
+        raise ModelNotFound(
+            f"model {name!r} has no version {version} (versions: {span})",
+            hint=f"list them with: groundwork models show {name}",
+        )
+    return row
+
+
+def get_model_version(ref: str, *, config: Config | None = None) -> ModelVersion:
+    """The version that ``ref`` (``name@alias``, ``name/3`` or ``name``) names now."""
+    reg = registry_store(config)
+    row = resolve_row(reg, ref)
+    aliases = [a for a, v in reg.aliases(row.name).items() if v == row.version]
+    return ModelVersion.from_row(row, aliases)
+
+
+def model_versions(name: str, *, config: Config | None = None) -> list[ModelVersion]:
+    """Every version of ``name``, oldest first (ModelNotFound when the model does not exist)."""
+    reg = registry_store(config)
+    check_name(name)
+    if reg.get_model(name) is None:
+        raise _unknown_model(reg, name)
+    aliases = reg.aliases(name)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(version, []).append(alias)
+    return [ModelVersion.from_row(r, by_version.get(r.version, ())) for r in reg.list_versions(name)]
+
+
+def list_models(*, config: Config | None = None) -> list[ModelSummary]:
+    """Every registered model with its newest version and aliases, by name."""
+    reg = registry_store(config)
+    aliases = reg.all_aliases()
+    out = []
+    for model in reg.list_models():
+        history = reg.alias_history(model.name, limit=1)
+        latest = reg.latest_version(model.name)
+        updated = max([model.created_at, *(h.changed_at for h in history)])
+        out.append(ModelSummary(model.name, model.description, model.created_at, latest,
+                                aliases.get(model.name, {}), updated))
+    return out
+
+
+def promote(
+    name: str,
+    version: int,
+    alias: str = "production",
+    *,
+    reason: str | None = None,
+    config: Config | None = None,
+) -> AliasMove:
+    """Point ``alias`` of ``name`` at ``version`` and record the move (who, when, from, to, why)."""
+    check_alias(alias)
+    reg = registry_store(config)
+    row = resolve_row(reg, ModelRef(check_name(name), version=int(version)))
+    previous = reg.set_alias(name, alias, row.version, who=_who(), reason=reason)
+    history = reg.alias_history(name, alias, limit=1)
+    if previous == row.version or not history:
+        return AliasMove(0, name, alias, previous, row.version, _who(), time.time(), reason)
+    return history[0]
+
+
+def remove_alias(name: str, alias: str, *, reason: str | None = None, config: Config | None = None) -> int:
+    """Remove ``alias`` from ``name`` (recorded in history); returns the version it pointed at."""
+    check_alias(alias)
+    reg = registry_store(config)
+    previous = reg.alias_version(check_name(name), alias)
+    if previous is None:
+        resolve_row(reg, ModelRef(name, alias=alias))  # raises the helpful ModelNotFound
+        raise AssertionError("unreachable")
+    reg.set_alias(name, alias, None, who=_who(), reason=reason)
+    return previous
+
+
+def alias_history(name: str, alias: str | None = None, *, config: Config | None = None) -> list[AliasMove]:
+    """Every move of ``name``'s aliases (or one alias), newest first."""
+    reg = registry_store(config)
+    check_name(name)
+    if reg.get_model(name) is None:
+        raise _unknown_model(reg, name)
+    return reg.alias_history(name, alias)
+
+
+# =====================================================================================
+# Logging a model
+# =====================================================================================
+def log_model(
+    run: ActiveRun,
+    obj: Any,
+    name: str,
+    signature: Signature | Mapping[str, Any] | None = None,
+    example: Any = None,
+    *,
+    description: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> ModelVersion:
+    """Save ``obj`` as version N+1 of the model ``name``, made by ``run``.
+
+    The signature is inferred from ``example`` (inputs, and outputs by predicting on
+    it) when not given. Where the flavor converts to ONNX, the ONNX form is kept
+    beside the native one (and checked against it on the example).
+    """
+    check_name(name)
+    if signature is not None and not isinstance(signature, Signature):
+        signature = Signature.from_dict(signature)
+    flavor = flavor_for(obj)
+    from groundwork.core.tracking import artifact_store_for
+
+    with tempfile.TemporaryDirectory(prefix="gw-model-") as tmp:
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        saved = flavor.save(obj, folder, example=example, signature=signature)
+        final_signature = signature or saved.signature
+        if signature is not None and not signature.outputs and saved.signature is not None:
+            final_signature = Signature(signature.inputs, saved.signature.outputs, signature.columnar)
+        document = {
+            "format": MODEL_FORMAT,
+            "flavor": flavor.name,
+            "native": saved.native,
+            "onnx": saved.onnx,
+            "signature": final_signature.to_dict() if final_signature else None,
+            "info": saved.info,
+            "example": EXAMPLE_FILE if example is not None else None,
+        }
+        if example is not None:
+            (folder / EXAMPLE_FILE).write_text(json.dumps(example_rows(example), default=_json_default))
+        (folder / MODEL_FILE).write_text(json.dumps(document, indent=1, sort_keys=True, default=str))
+        info = artifact_store_for(run.config).put_dir(folder)
+        onnx_digest = hash_file(folder / saved.onnx)[0] if saved.onnx else None
+    reg = RegistryStore(_store(run.config))
+    version = reg.create_version(
+        name,
+        artifact=ArtifactRow(info.digest, info.size, info.is_dir, info.file_count),
+        flavor=flavor.name,
+        run_id=run.id,
+        onnx_digest=onnx_digest,
+        signature=final_signature.to_dict() if final_signature else None,
+        description=description,
+        tags={str(k): str(v) for k, v in (tags or {}).items()},
+        info={**saved.info, "native": saved.native, "onnx": saved.onnx},
+        user=_who(),
+    )
+    row = reg.get_version(name, version)
+    assert row is not None
+    return ModelVersion.from_row(row)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def read_model_document(data: bytes, digest: str) -> dict[str, Any]:
+    """The parsed ``groundwork-model.json`` of artifact ``digest``."""
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{MODEL_FILE} of artifact {digest[:12]} is not JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise InvalidInput(f"artifact {digest[:12]} is not a groundwork model folder ({MODEL_FILE} has no {MODEL_FORMAT!r})")
+    return document

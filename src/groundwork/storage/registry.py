@@ -1,0 +1,352 @@
+"""Rows of the model registry: models, versions, aliases, alias history, prediction samples.
+
+Row-level on purpose, like :mod:`groundwork.storage.metadata` (whose connections and
+transactions it uses): it stores and reads rows, and knows nothing of flavors,
+signatures or references. :mod:`groundwork.core.registry` builds the SDK on it.
+
+Concurrency: a new version is numbered by incrementing ``models.latest_version``
+inside the transaction that inserts it. On SQLite the whole transaction holds the
+write lock (``BEGIN IMMEDIATE``); on PostgreSQL the ``UPDATE`` takes the model row's
+lock, so concurrent writers queue on it and each gets the next number. Alias moves
+take the same row lock before reading the alias, so history never loses a move.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from groundwork.storage import schema
+from groundwork.storage.metadata import MetadataStore
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    description: str | None
+    created_at: float
+    latest_version: int
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    run_id: str | None
+    artifact_digest: str
+    flavor: str
+    onnx_digest: str | None
+    signature: dict[str, Any] | None
+    description: str | None
+    tags: dict[str, str]
+    info: dict[str, Any]
+    user: str | None
+    created_at: float
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> VersionRow:
+        values = dict(row)
+        values["signature"] = json.loads(values["signature"]) if values.get("signature") else None
+        values["tags"] = json.loads(values["tags"]) if values.get("tags") else {}
+        values["info"] = json.loads(values["info"]) if values.get("info") else {}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One row of ``alias_history``: ``to_version`` is None when the alias was removed."""
+
+    id: int
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    who: str | None
+    changed_at: float
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """The artifact a version points at (as the artifact store described it)."""
+
+    digest: str
+    size: int
+    is_dir: bool
+    file_count: int
+
+
+@dataclass(frozen=True)
+class PredictionSample:
+    id: int
+    model: str
+    version: int
+    timestamp: float
+    inputs: Any
+    outputs: Any
+    latency_ms: float | None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class RegistryStore:
+    """The registry's rows in a :class:`MetadataStore` (SQLite or PostgreSQL)."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    # -- writes ------------------------------------------------------------------------
+    def create_version(
+        self,
+        name: str,
+        *,
+        artifact: ArtifactRow,
+        flavor: str,
+        run_id: str | None = None,
+        onnx_digest: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        info: Mapping[str, Any] | None = None,
+        user: str | None = None,
+        link_name: str | None = None,
+    ) -> int:
+        """Insert version N+1 of ``name`` (creating the model on first use); returns N+1.
+
+        In the same transaction the artifact row is recorded and, when ``run_id`` is
+        given, linked as an output of that run (``kind="model"``, named ``link_name``).
+        """
+        now = time.time()
+        store = self.store
+        with store.write() as conn:
+            conn.execute(
+                store._insert(schema.artifacts).on_conflict_do_nothing(),
+                {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
+                 "file_count": artifact.file_count, "created_at": now},
+            )
+            conn.execute(
+                store._insert(schema.models).on_conflict_do_nothing(),
+                {"name": name, "description": None, "created_at": now, "latest_version": 0},
+            )
+            models = schema.models
+            conn.execute(
+                update(models).where(models.c.name == name).values(latest_version=models.c.latest_version + 1)
+            )
+            version = int(conn.execute(select(models.c.latest_version).where(models.c.name == name)).scalar_one())
+            conn.execute(
+                insert(schema.model_versions),
+                {
+                    "name": name,
+                    "version": version,
+                    "run_id": run_id,
+                    "artifact_digest": artifact.digest,
+                    "flavor": flavor,
+                    "onnx_digest": onnx_digest,
+                    "signature": _dumps(dict(signature)) if signature is not None else None,
+                    "description": description,
+                    "tags": _dumps(dict(tags)) if tags else None,
+                    "info": _dumps(dict(info)) if info else None,
+                    "user": user,
+                    "created_at": now,
+                },
+            )
+            if run_id is not None:
+                stmt = store._insert(schema.run_artifacts)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["run_id", "direction", "name"],
+                    set_={"digest": stmt.excluded.digest, "kind": stmt.excluded.kind, "created_at": now},
+                )
+                conn.execute(
+                    stmt,
+                    {"run_id": run_id, "direction": "output", "name": link_name or f"models/{name}/{version}",
+                     "digest": artifact.digest, "kind": "model", "created_at": now},
+                )
+        return version
+
+    def set_description(self, name: str, description: str | None, version: int | None = None) -> None:
+        with self.store.write() as conn:
+            if version is None:
+                conn.execute(update(schema.models).where(schema.models.c.name == name).values(description=description))
+            else:
+                mv = schema.model_versions
+                conn.execute(
+                    update(mv).where(mv.c.name == name, mv.c.version == version).values(description=description)
+                )
+
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, who: str | None, reason: str | None = None
+    ) -> int | None:
+        """Point ``alias`` at ``version`` (None removes it) and record the move; returns the old version.
+
+        A move to the version the alias already points at records nothing.
+        """
+        now = time.time()
+        models, aliases = schema.models, schema.model_aliases
+        with self.store.write() as conn:
+            # Take the model row's lock (PostgreSQL; SQLite already holds the write lock).
+            conn.execute(select(models.c.name).where(models.c.name == name).with_for_update()).first()
+            current = conn.execute(
+                select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
+            ).scalar()
+            previous = None if current is None else int(current)
+            if previous == version:
+                return previous
+            if version is None:
+                conn.execute(delete(aliases).where(aliases.c.name == name, aliases.c.alias == alias))
+            else:
+                stmt = self.store._insert(aliases)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["name", "alias"],
+                    set_={"version": stmt.excluded.version, "updated_at": stmt.excluded.updated_at},
+                )
+                conn.execute(stmt, {"name": name, "alias": alias, "version": version, "updated_at": now})
+            conn.execute(
+                insert(schema.alias_history),
+                {"name": name, "alias": alias, "from_version": previous, "to_version": version,
+                 "who": who, "changed_at": now, "reason": reason},
+            )
+        return previous
+
+    def add_prediction_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert sampled predictions: dicts with model, version, timestamp, inputs, outputs, latency_ms.
+
+        ``inputs``/``outputs`` may be JSON text already, or values to encode.
+        """
+        if not rows:
+            return
+        values = []
+        for row in rows:
+            inputs, outputs = row["inputs"], row["outputs"]
+            values.append({
+                "model": row["model"],
+                "version": int(row["version"]),
+                "timestamp": float(row["timestamp"]),
+                "inputs": inputs if isinstance(inputs, str) else _dumps(inputs),
+                "outputs": outputs if isinstance(outputs, str) else _dumps(outputs),
+                "latency_ms": row.get("latency_ms"),
+            })
+        with self.store.write() as conn:
+            conn.execute(insert(schema.prediction_samples), values)
+
+    # -- reads -------------------------------------------------------------------------
+    def get_model(self, name: str) -> ModelRow | None:
+        with self.store.read() as conn:
+            row = conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
+        return ModelRow(**dict(row._mapping)) if row else None
+
+    def list_models(self) -> list[ModelRow]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(schema.models).order_by(schema.models.c.name))
+            return [ModelRow(**dict(r._mapping)) for r in rows]
+
+    def model_names(self) -> list[str]:
+        with self.store.read() as conn:
+            return [r[0] for r in conn.execute(select(schema.models.c.name).order_by(schema.models.c.name))]
+
+    def get_version(self, name: str, version: int) -> VersionRow | None:
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            row = conn.execute(select(mv).where(mv.c.name == name, mv.c.version == version)).first()
+        return VersionRow.from_mapping(row._mapping) if row else None
+
+    def latest_version(self, name: str) -> int | None:
+        """The highest existing version number of ``name`` (None when it has none)."""
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            value = conn.execute(select(func.max(mv.c.version)).where(mv.c.name == name)).scalar()
+        return None if value is None else int(value)
+
+    def list_versions(self, name: str) -> list[VersionRow]:
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            rows = conn.execute(select(mv).where(mv.c.name == name).order_by(mv.c.version))
+            return [VersionRow.from_mapping(r._mapping) for r in rows]
+
+    def version_numbers(self, name: str) -> list[int]:
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            return [int(r[0]) for r in conn.execute(select(mv.c.version).where(mv.c.name == name).order_by(mv.c.version))]
+
+    def versions_for_run(self, run_id: str) -> list[VersionRow]:
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            rows = conn.execute(select(mv).where(mv.c.run_id == run_id).order_by(mv.c.name, mv.c.version))
+            return [VersionRow.from_mapping(r._mapping) for r in rows]
+
+    def versions_for_artifact(self, digest: str) -> list[VersionRow]:
+        mv = schema.model_versions
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(mv).where((mv.c.artifact_digest == digest) | (mv.c.onnx_digest == digest))
+                .order_by(mv.c.name, mv.c.version)
+            )
+            return [VersionRow.from_mapping(r._mapping) for r in rows]
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of one model, sorted by alias."""
+        a = schema.model_aliases
+        with self.store.read() as conn:
+            rows = conn.execute(select(a.c.alias, a.c.version).where(a.c.name == name).order_by(a.c.alias))
+            return {alias: int(version) for alias, version in rows}
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        """``{model: {alias: version}}`` for every model that has an alias."""
+        a = schema.model_aliases
+        out: dict[str, dict[str, int]] = {}
+        with self.store.read() as conn:
+            for name, alias, version in conn.execute(
+                select(a.c.name, a.c.alias, a.c.version).order_by(a.c.name, a.c.alias)
+            ):
+                out.setdefault(name, {})[alias] = int(version)
+        return out
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """Where ``alias`` of ``name`` points (one indexed read: cheap enough to poll)."""
+        a = schema.model_aliases
+        with self.store.read() as conn:
+            value = conn.execute(select(a.c.version).where(a.c.name == name, a.c.alias == alias)).scalar()
+        return None if value is None else int(value)
+
+    def alias_history(self, name: str, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
+        """Alias moves of ``name``, newest first."""
+        h = schema.alias_history
+        query = select(h).where(h.c.name == name)
+        if alias is not None:
+            query = query.where(h.c.alias == alias)
+        query = query.order_by(h.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.store.read() as conn:
+            return [AliasMove(**dict(r._mapping)) for r in conn.execute(query)]
+
+    def prediction_samples(
+        self, model: str, version: int | None = None, limit: int | None = 100
+    ) -> list[PredictionSample]:
+        """Stored samples of ``model`` (optionally one version), newest first."""
+        p = schema.prediction_samples
+        query = select(p).where(p.c.model == model)
+        if version is not None:
+            query = query.where(p.c.version == version)
+        query = query.order_by(p.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.store.read() as conn:
+            out = []
+            for r in conn.execute(query):
+                values = dict(r._mapping)
+                values["inputs"] = json.loads(values["inputs"])
+                values["outputs"] = json.loads(values["outputs"])
+                out.append(PredictionSample(**values))
+            return out
+
+    def count_prediction_samples(self, model: str) -> int:
+        p = schema.prediction_samples
+        with self.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(p).where(p.c.model == model)).scalar() or 0)

@@ -1,0 +1,110 @@
+"""``groundwork run`` end to end, as a user types it (a real subprocess each time)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import groundwork as gw
+from groundwork.config import Config
+
+
+def gw_cli(*args: str, config: Config, cwd: Path | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **config.child_environ()}
+    return subprocess.run(
+        [sys.executable, "-m", "groundwork", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300, **kwargs
+    )
+
+
+def test_records_command_output_params_metrics_inputs_outputs(workspace: Config, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys
+            print("lr is", os.environ["GROUNDWORK_PARAM_LR"])
+            for step in range(5):
+                print(json.dumps({"step": step, "loss": 1.0 / (step + 1)}))
+            print(json.dumps({"note": "text, not a metric"}))
+            print("warning!", file=sys.stderr)
+            open("model.bin", "wb").write(b"weights")
+            sys.exit(3)
+            """
+        )
+    )
+    result = gw_cli(
+        "run", "--name", "job", "--param", "lr=0.01", "--input", str(data), "--output", "model.bin",
+        "--", sys.executable, str(script), config=workspace, cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "lr is 0.01" in result.stdout  # streamed through
+    assert "warning!" in result.stderr
+    r = gw.get_run("job", config=workspace)
+    assert r.status == "failed" and r.exit_code == 3 and r.error == "exited with code 3"
+    assert r.params == {"lr": "0.01"}
+    assert [(p.step, p.value) for p in r.history("loss")] == [(s, 1.0 / (s + 1)) for s in range(5)]
+    assert "note" not in r.metrics
+    assert "lr is 0.01" in r.logs("stdout") and "warning!" in r.logs("stderr")
+    assert [(a.name, a.kind) for a in r.inputs] == [("data.csv", "dataset")]  # relative to the cwd
+    assert [a.name for a in r.outputs] == ["model.bin"]
+    assert r.command == [sys.executable, str(script)]
+    assert r.duration is not None and r.duration > 0
+
+
+def test_sdk_inside_the_command_logs_into_the_same_run(workspace: Config, tmp_path: Path) -> None:
+    script = tmp_path / "sdk.py"
+    script.write_text("import groundwork as gw\ngw.log({'acc': 0.93}, step=1)\ngw.log_params({'inner': 'yes'})\n")
+    result = gw_cli("run", "--no-stdout-metrics", "--", sys.executable, str(script), config=workspace)
+    assert result.returncode == 0, result.stderr
+    (r,) = gw.runs(config=workspace)
+    assert r.status == "finished" and r.metrics == {"acc": 0.93} and r.params == {"inner": "yes"}
+
+
+def test_ctrl_c_stops_the_child_and_marks_failed(workspace: Config, tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
+    env = {**os.environ, **workspace.child_environ()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "groundwork", "run", "--", sys.executable, str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole group
+    assert proc.wait(timeout=60) == 130
+    (r,) = gw.runs(config=workspace)
+    assert r.status == "failed" and r.error == "interrupted (Ctrl-C)"
+
+
+def test_exit_code_passes_through_and_missing_command_is_clear(workspace: Config) -> None:
+    ok = gw_cli("run", "--", sys.executable, "-c", "pass", config=workspace)
+    assert ok.returncode == 0
+    missing = gw_cli("run", "--", "no-such-program-xyz", config=workspace)
+    assert missing.returncode == 127
+    assert "Error: cannot run 'no-such-program-xyz'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    statuses = sorted(r.status for r in gw.runs(config=workspace))
+    assert statuses == ["failed", "finished"]
+
+
+def test_started_run_is_visible_while_running(workspace: Config, tmp_path: Path) -> None:
+    script = tmp_path / "wait.py"
+    script.write_text("import time, json\nprint(json.dumps({'x': 1}), flush=True)\ntime.sleep(3)\n")
+    env = {**os.environ, **workspace.child_environ()}
+    proc = subprocess.Popen([sys.executable, "-m", "groundwork", "run", "--", sys.executable, str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    deadline = time.monotonic() + 60
+    while not gw.runs(config=workspace):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert gw.runs(config=workspace)[0].status == "running"
+    assert proc.wait(timeout=120) == 0

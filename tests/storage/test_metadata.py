@@ -1,0 +1,175 @@
+"""The metadata store, on SQLite and on a real PostgreSQL (the ``store_url`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from groundwork.errors import AmbiguousReference, RunNotFound, SchemaTooNew, StoreError, UnsupportedURL
+from groundwork.storage import metadata as md
+from groundwork.storage.metadata import MetadataStore
+
+
+def new_run(store: MetadataStore, run_id: str | None = None, **fields: object) -> str:
+    run_id = run_id or uuid.uuid4().hex
+    row = {
+        "id": run_id,
+        "name": "r",
+        "kind": "run",
+        "status": "running",
+        "created_at": time.time(),
+        "heartbeat_at": time.time(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    row.update(fields)
+    store.create_run(row)
+    return run_id
+
+
+@pytest.fixture
+def store(store_url: str) -> MetadataStore:
+    s = MetadataStore(store_url)
+    yield s
+    s.close()
+
+
+def test_run_round_trip(store: MetadataStore) -> None:
+    run_id = uuid.uuid4().hex
+    store.create_run(
+        {"id": run_id, "name": "baseline", "kind": "run", "status": "running", "created_at": 1.0,
+         "command": ["python", "train.py"], "host": "elsewhere", "heartbeat_at": time.time()},
+        params={"lr": 0.01, "optimizer": "adam", "layers": [64, 32], "flag": True},
+        tags={"team": "nlp"},
+        environment=("e" * 64, json.dumps({"python": {"version": "3.11"}})),
+    )
+    row = store.get_run(run_id)
+    assert row.name == "baseline"
+    assert row.command == ["python", "train.py"]
+    assert row.params == {"lr": "0.01", "optimizer": "adam", "layers": "[64, 32]", "flag": "true"}
+    assert row.tags == {"team": "nlp"}
+    store.log_params(run_id, {"lr": 0.02})
+    assert store.get_run(run_id).params["lr"] == "0.02"
+    store.end_run(run_id, "finished", exit_code=0)
+    store.end_run(run_id, "failed")  # the first ending is kept
+    ended = store.get_run(run_id)
+    assert ended.status == "finished" and ended.exit_code == 0 and ended.ended_at is not None
+
+
+def test_metric_points_history_and_latest(store: MetadataStore) -> None:
+    run_id = new_run(store)
+    now = time.time()
+    points = [(run_id, "loss", step, 1.0 / (step + 1), now + step) for step in range(2000)]
+    points.append((run_id, "acc", 3, 0.5, now))
+    points.append((run_id, "acc", 1, 0.9, now + 10))  # a later-logged point at an earlier step
+    store.write_batch(points=points)
+    store.write_batch(points=[(run_id, "loss", 5, float("nan"), now + 3)])
+    history = store.metric_history(run_id, "loss")
+    assert len(history) == 2001
+    assert [s for s, _, _ in history][:7] == [0, 1, 2, 3, 4, 5, 5]
+    assert any(math.isnan(v) for _, v, _ in history)
+    row = store.get_run(run_id)
+    assert row.metrics["loss"] == pytest.approx(1.0 / 2000)  # highest step wins
+    assert row.metrics["acc"] == 0.5
+    assert store.metric_keys(run_id) == ["acc", "loss"]
+
+
+def test_logs_in_order_and_tail(store: MetadataStore) -> None:
+    run_id = new_run(store)
+    store.write_batch(logs=[(run_id, "stdout" if i % 2 else "stderr", time.time(), f"line {i}\n") for i in range(10)])
+    assert [t for *_, t in store.logs(run_id)] == [f"line {i}\n" for i in range(10)]
+    assert [t for *_, t in store.logs(run_id, tail=3)] == ["line 7\n", "line 8\n", "line 9\n"]
+    assert len(store.logs(run_id, stream="stdout")) == 5
+
+
+def test_resolve_by_id_prefix_and_name(store: MetadataStore) -> None:
+    a = new_run(store, "abcd" + "1" * 28, name="first")
+    new_run(store, "abcd" + "2" * 28, name="second")
+    c = new_run(store, "ffff" + "3" * 28, name="second")
+    assert store.resolve_run(a) == a
+    assert store.resolve_run("abcd1") == a
+    assert store.resolve_run("second") == c  # the newest run of that name
+    with pytest.raises(AmbiguousReference, match="matches 2 runs"):
+        store.resolve_run("abcd")
+    with pytest.raises(RunNotFound, match="no run with id, id prefix or name 'nope'"):
+        store.resolve_run("nope")
+
+
+def test_dead_process_and_stale_heartbeat_become_crashed(store: MetadataStore) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = new_run(store, pid=child.pid)
+    stale = new_run(store, host="another-host", heartbeat_at=time.time() - md.HEARTBEAT_TIMEOUT_S - 5)
+    alive = new_run(store)
+    store.write_batch(points=[(dead, "loss", 0, 1.0, time.time())])
+    assert store.get_run(dead).status == "crashed"
+    assert store.get_run(stale).status == "crashed"
+    assert store.get_run(alive).status == "running"
+    # what the crashed run logged is kept, and the crash is stored, not just shown
+    assert store.metric_history(dead, "loss") == [(0, 1.0, pytest.approx(time.time(), abs=60))]
+    assert MetadataStore(store.url).get_run(dead).status == "crashed"
+
+
+def test_artifact_links(store: MetadataStore) -> None:
+    run_id = new_run(store)
+    store.add_artifact_link(run_id, "input", "data/train.csv", digest="a" * 64, size=10, is_dir=False, file_count=1, kind="dataset")
+    store.add_artifact_link(run_id, "output", "model/", digest="b" * 64, size=99, is_dir=True, file_count=3, kind="model")
+    links = store.run_artifacts(run_id)
+    assert [(link.direction, link.name, link.kind) for link in links] == [
+        ("input", "data/train.csv", "dataset"),
+        ("output", "model/", "model"),
+    ]
+    assert [link.run_id for link in store.artifact_users("b" * 64)] == [run_id]
+
+
+def test_search_limit_offset_and_count(store: MetadataStore) -> None:
+    ids = [new_run(store, created_at=float(i)) for i in range(12)]
+    newest_first = [r.id for r in store.search_runs(limit=5)]
+    assert newest_first == ids[::-1][:5]
+    assert [r.id for r in store.search_runs(limit=5, offset=5)] == ids[::-1][5:10]
+    assert store.count_runs() == 12
+
+
+def test_migrations_match_schema_and_newer_store_is_refused(store_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from groundwork.storage.schema import metadata
+
+    store = MetadataStore(store_url)
+    engine = create_engine(store.url)
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diffs == [], f"migrations and schema.py drifted: {diffs}"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == md.HEAD_REVISION
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    store.close()
+    with pytest.raises(SchemaTooNew, match="newer than this groundwork understands"):
+        MetadataStore(store_url)
+
+
+def test_unknown_scheme_and_unwritable_path(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedURL, match="unknown metadata store scheme 'mysql://'"):
+        MetadataStore("mysql://localhost/db")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot write the metadata store"):
+        MetadataStore(f"sqlite:///{blocker}/meta.db")
+
+
+def test_postgres_unreachable_is_one_clear_error() -> None:
+    from tests._servers import free_port
+
+    with pytest.raises(StoreError, match="cannot use the metadata store"):
+        MetadataStore(f"postgresql://nobody@127.0.0.1:{free_port()}/db?connect_timeout=2")
