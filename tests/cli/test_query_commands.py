@@ -120,11 +120,12 @@ def test_run_with_no_command(workspace: Config) -> None:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    from groundwork.cli import app
     import typer
 
+    from groundwork.cli import app
+
     group = typer.main.get_command(app)
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
+    for name, _command in group.commands.items():  # type: ignore[attr-defined]
         result = gw_cli(name, "--help")
         assert result.returncode == 0, name
         assert "Example" in result.stdout, f"groundwork {name} --help has no example"

@@ -155,7 +155,7 @@ def test_eight_processes_log_into_one_sqlite_store(workspace: Config) -> None:
         for i in range(8)
     ]
     outputs = [c.communicate(timeout=300) for c in children]
-    for child, (out, err) in zip(children, outputs, strict=True):
+    for child, (_out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err
         assert "locked" not in err
     run_ids = [out.split()[1] for out, _ in outputs]

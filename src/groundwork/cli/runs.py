@@ -101,7 +101,8 @@ def runs_command(
         cells: list[Any] = [run.id[:12], run.name, status_text(run.status), fmt_time(run.created_at), fmt_duration(run.duration)]
         for col in cols:
             namespace, _, key = col.partition(".")
-            source: dict[str, Any] = {"params": run.params, "metrics": run.metrics, "tags": run.tags}.get(namespace, {})
+            sources: dict[str, dict[str, Any]] = {"params": run.params, "metrics": run.metrics, "tags": run.tags}
+            source = sources.get(namespace, {})
             value = source.get(key)
             cells.append("" if value is None else fmt_value(value))
         table.add_row(*cells)

@@ -178,9 +178,8 @@ def runs(
     specs = [order_by] if isinstance(order_by, str) else list(order_by or [])
     clauses: list[Any] = []
     for spec in specs:
-        for part in spec.split(","):
-            if part.strip():
-                clauses.extend(order_by_clause(part.strip()))
+        if spec.strip():
+            clauses.extend(order_by_clause(spec))
     return [Run(row, store) for row in store.search_runs(where, clauses, limit=limit, offset=offset)]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import getpass
 import json
 import math
@@ -37,7 +38,7 @@ from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
 from groundwork.errors import InvalidInput
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
-from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, open_metadata_store
+from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, RunEnd, open_metadata_store
 
 #: Buffered points are written at least this often.
 FLUSH_INTERVAL_S = 0.5
@@ -78,11 +79,12 @@ class _Writer:
     def nudge(self) -> None:
         self._wake.set()
 
-    def flush(self) -> None:
+    def flush(self, end: RunEnd | None = None) -> None:
         """Write everything buffered so far; returns when it is durable.
 
         Points go in transactions of at most :data:`BATCH_POINTS`, each durable on
         its own, so a process killed mid-flush keeps every batch already committed.
+        ``end`` (a run's ending) goes into the last of them.
         """
         with self._flush_lock:
             remaining = len(self.points)
@@ -90,10 +92,10 @@ class _Writer:
             while first or remaining > 0:
                 take = min(remaining, BATCH_POINTS)
                 remaining -= take
-                self._write_chunk(take, with_extras=first)
+                self._write_chunk(take, with_extras=first, end=end if remaining == 0 else None)
                 first = False
 
-    def _write_chunk(self, count: int, with_extras: bool) -> None:
+    def _write_chunk(self, count: int, with_extras: bool, end: RunEnd | None = None) -> None:
         points = [self.points.popleft() for _ in range(count)]
         logs: list[LogLine] = []
         beats: list[str] = []
@@ -102,10 +104,10 @@ class _Writer:
             logs = [self.logs.popleft() for _ in range(len(self.logs))]
             if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
                 beats = list(self.live)
-        if not points and not logs and not beats:
+        if not points and not logs and not beats and end is None:
             return
         try:
-            self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats)
+            self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats, end=end)
         except Exception as exc:  # keep the data and try again on the next tick
             self.points.extendleft(reversed(points))
             self.logs.extendleft(reversed(logs))
@@ -295,6 +297,12 @@ class ActiveRun:
         """Write everything buffered so far; returns when it is durable."""
         self._writer.flush()
 
+    def log_model(self, obj: Any, name: str, signature: Any = None, example: Any = None) -> Any:
+        """Register ``obj`` as version N+1 of model ``name`` (see :func:`groundwork.core.registry.log_model`)."""
+        from groundwork.core.registry import log_model
+
+        return log_model(self, obj, name, signature=signature, example=example)
+
     # -- lifecycle -----------------------------------------------------------
     def end(self, status: str = "finished", *, error: str | None = None, exit_code: int | None = None) -> None:
         """Flush and record the end. Idempotent; a run this process merely attached to keeps its status."""
@@ -302,12 +310,9 @@ class ActiveRun:
             return
         self._ended = True
         _forget_active(self)
-        try:
-            self._writer.flush()
-        finally:
-            self._writer.live.discard(self.id)
-            if self._owned:
-                self._store.end_run(self.id, status, error=error, exit_code=exit_code)
+        self._writer.live.discard(self.id)
+        ending = RunEnd(self.id, status, exit_code, error) if self._owned else None
+        self._writer.flush(end=ending)
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -436,6 +441,7 @@ def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
     return info
 
 
+@functools.cache
 def _user() -> str | None:
     try:
         return getpass.getuser()

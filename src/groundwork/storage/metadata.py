@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import os
@@ -30,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     ColumnElement,
+    Connection,
     Engine,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -114,6 +116,16 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, written in the same transaction as its last points."""
+
+    run_id: str
+    status: str
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class ArtifactLink:
     run_id: str
     direction: str
@@ -190,6 +202,7 @@ class MetadataStore:
                 raise UnsupportedURL(f"cannot open {url!r}: {exc}") from None
             self._read_engine = self._engine
         self._lock = threading.Lock()
+        self._known_environments: set[str] = set()
         self._migrate()
 
     # -- opening -----------------------------------------------------------
@@ -327,6 +340,40 @@ class MetadataStore:
     def _insert(self, table: Any) -> Any:
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
+    @functools.cached_property
+    def _statements(self) -> dict[str, Any]:
+        """Upserts built once: constructing ``excluded`` costs a millisecond each time."""
+        params = self._insert(schema.params)
+        tags = self._insert(schema.tags)
+        latest = self._insert(schema.latest_metrics)
+        lm = schema.latest_metrics
+        return {
+            "environment": self._insert(schema.environments).on_conflict_do_nothing(),
+            "params": params.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={"value": params.excluded.value, "value_num": params.excluded.value_num},
+            ),
+            "tags": tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value}),
+            "latest": latest.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={"value": latest.excluded.value, "step": latest.excluded.step, "timestamp": latest.excluded.timestamp},
+                where=or_(
+                    latest.excluded.step > lm.c.step,
+                    (latest.excluded.step == lm.c.step) & (latest.excluded.timestamp >= lm.c.timestamp),
+                ),
+            ),
+            "end": update(schema.runs)
+            .where(schema.runs.c.id == bindparam("run_id"))
+            .where(schema.runs.c.status == "running")
+            .values(
+                status=bindparam("status"),
+                ended_at=bindparam("ended_at"),
+                heartbeat_at=bindparam("ended_at"),
+                exit_code=bindparam("exit_code"),
+                error=bindparam("error"),
+            ),
+        }
+
     # -- runs ----------------------------------------------------------------
     def create_run(
         self,
@@ -341,16 +388,15 @@ class MetadataStore:
         if isinstance(values.get("command"), (list, tuple)):
             values["command"] = json.dumps(list(values["command"]))
         with self.write() as conn:
-            if environment is not None:
-                conn.execute(
-                    self._insert(schema.environments).on_conflict_do_nothing(),
-                    {"digest": environment[0], "data": environment[1]},
-                )
+            if environment is not None and environment[0] not in self._known_environments:
+                conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
             conn.execute(insert(schema.runs), values)
             if params:
                 self._upsert_params(conn, values["id"], params)
             if tags:
                 self._upsert_tags(conn, values["id"], tags)
+        if environment is not None:
+            self._known_environments.add(environment[0])
 
     def update_run(self, run_id: str, **values: Any) -> None:
         if isinstance(values.get("command"), (list, tuple)):
@@ -362,14 +408,7 @@ class MetadataStore:
         self, run_id: str, status: str, *, exit_code: int | None = None, error: str | None = None
     ) -> None:
         """Record the end of a run. A run already ended keeps its first ending."""
-        now = time.time()
-        with self.write() as conn:
-            conn.execute(
-                update(schema.runs)
-                .where(schema.runs.c.id == run_id)
-                .where(schema.runs.c.status == "running")
-                .values(status=status, ended_at=now, heartbeat_at=now, exit_code=exit_code, error=error)
-            )
+        self.write_batch(end=RunEnd(run_id, status, exit_code, error))
 
     def heartbeat(self, run_ids: Sequence[str], now: float | None = None) -> None:
         if not run_ids:
@@ -395,18 +434,11 @@ class MetadataStore:
         for key, value in params.items():
             text_value = _param_text(value)
             rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": _number(text_value)})
-        stmt = self._insert(schema.params)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={"value": stmt.excluded.value, "value_num": stmt.excluded.value_num},
-        )
-        conn.execute(stmt, rows)
+        conn.execute(self._statements["params"], rows)
 
     def _upsert_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
         rows = [{"run_id": run_id, "key": str(k), "value": str(v)} for k, v in tags.items()]
-        stmt = self._insert(schema.tags)
-        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
-        conn.execute(stmt, rows)
+        conn.execute(self._statements["tags"], rows)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self.write() as conn:
@@ -418,9 +450,10 @@ class MetadataStore:
         points: Sequence[MetricPoint] = (),
         logs: Sequence[LogLine] = (),
         heartbeat_ids: Sequence[str] = (),
+        end: RunEnd | None = None,
     ) -> None:
-        """Metric points, log lines and heartbeats, all in one transaction."""
-        if not points and not logs and not heartbeat_ids:
+        """Metric points, log lines, heartbeats and a run's end, all in one transaction."""
+        if not points and not logs and not heartbeat_ids and end is None:
             return
         with self.write() as conn:
             if points:
@@ -436,6 +469,12 @@ class MetadataStore:
                     .where(schema.runs.c.id.in_(list(heartbeat_ids)))
                     .where(schema.runs.c.status == "running")
                     .values(heartbeat_at=time.time())
+                )
+            if end is not None:
+                conn.execute(
+                    self._statements["end"],
+                    {"run_id": end.run_id, "status": end.status, "ended_at": time.time(),
+                     "exit_code": end.exit_code, "error": end.error},
                 )
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> None:
@@ -458,18 +497,8 @@ class MetadataStore:
                     for r, k, s, v, t in points
                 ],
             )
-        stmt = self._insert(schema.latest_metrics)
-        table = schema.latest_metrics
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
-            where=or_(
-                stmt.excluded.step > table.c.step,
-                (stmt.excluded.step == table.c.step) & (stmt.excluded.timestamp >= table.c.timestamp),
-            ),
-        )
         conn.execute(
-            stmt,
+            self._statements["latest"],
             [
                 {"run_id": r, "key": k, "step": s, "value": None if math.isnan(v) else v, "timestamp": t}
                 for r, k, s, v, t in latest.values()
@@ -559,7 +588,7 @@ class MetadataStore:
             if all(c in "0123456789abcdef" for c in ref.lower()) and len(ref) >= 4:
                 ids = [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.id.startswith(ref.lower())).limit(6))]
                 if len(ids) == 1:
-                    return ids[0]
+                    return str(ids[0])
                 if len(ids) > 1:
                     shown = ", ".join(i[:12] for i in ids[:5])
                     raise AmbiguousReference(
@@ -584,7 +613,7 @@ class MetadataStore:
         if not ids:
             return []
         with self.read() as conn:
-            rows = [RunRow.from_mapping(r._mapping) for r in conn.execute(select(schema.runs).where(schema.runs.c.id.in_(ids)))]
+            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(select(schema.runs).where(schema.runs.c.id.in_(ids)))]
             self._attach(conn, rows)
         order = {run_id: i for i, run_id in enumerate(ids)}
         rows.sort(key=lambda r: order[r.id])
@@ -607,7 +636,7 @@ class MetadataStore:
         if offset:
             query = query.offset(offset)
         with self.read() as conn:
-            rows = [RunRow.from_mapping(r._mapping) for r in conn.execute(query)]
+            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
             self._attach(conn, rows)
         return self._detect_crashes(rows)
 
@@ -695,15 +724,12 @@ class MetadataStore:
         query = select(lg.c.run_id, lg.c.stream, lg.c.timestamp, lg.c.text).where(lg.c.run_id == run_id)
         if stream:
             query = query.where(lg.c.stream == stream)
-        if tail:
-            query = query.order_by(lg.c.id.desc()).limit(tail)
-        else:
-            query = query.order_by(lg.c.id)
+        query = query.order_by(lg.c.id.desc()).limit(tail) if tail else query.order_by(lg.c.id)
         with self.read() as conn:
-            rows = [tuple(r) for r in conn.execute(query)]
+            rows: list[LogLine] = [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
         if tail:
             rows.reverse()
-        return rows  # type: ignore[return-value]
+        return rows
 
     def integrity_check(self) -> bool:
         """SQLite's own integrity check (True on PostgreSQL)."""
