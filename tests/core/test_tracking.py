@@ -227,3 +227,16 @@ def test_environment_and_code_are_captured(workspace: Config, tmp_path: Path, mo
     assert "sqlalchemy" in {name.lower() for name in env["packages"]}
     assert env["cpu"]["cores_logical"] == os.cpu_count()
     assert isinstance(env["cpu"]["features"], list)
+
+
+@pytest.mark.postgres
+def test_sdk_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    config = Config(store_url=postgres_url, artifacts_url=str(tmp_path / "artifacts"))
+    with gw.start_run(name="pg", params={"lr": 0.01}, config=config) as run:
+        run.log_points("loss", [1.0 / (s + 1) for s in range(5000)])
+        run.log({"acc": 0.9}, step=1)
+        run.log({"acc": float("nan")}, step=0)
+    (found,) = gw.runs(filter="params.lr = 0.01 and metrics.acc > 0.5", config=config)
+    assert found.id == run.id and found.status == "finished"
+    assert len(found.history("loss")) == 5000
+    assert [p.step for p in found.history("acc")] == [0, 1]
