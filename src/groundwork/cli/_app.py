@@ -31,9 +31,13 @@ app = typer.Typer(
 )
 
 def _width(stream: object) -> int | None:
-    """Rich's width: the terminal's, $COLUMNS, or 200 when piped (tables stay readable in files)."""
-    if os.environ.get("COLUMNS", "").isdigit():
-        return int(os.environ["COLUMNS"])
+    """Rich's width: $GROUNDWORK_WIDTH, else the terminal's, else 200 when piped.
+
+    $COLUMNS is not trusted for pipes: readline exports a stale COLUMNS=80 into
+    the environment of processes started from an interactive Python.
+    """
+    if os.environ.get("GROUNDWORK_WIDTH", "").isdigit():
+        return int(os.environ["GROUNDWORK_WIDTH"])
     isatty = getattr(stream, "isatty", None)
     return None if isatty and isatty() else 200
 
