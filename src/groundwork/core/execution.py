@@ -92,6 +92,7 @@ def execute_command(
         command=list(argv),
         config=config,
     )
+    run.flush()  # the child may attach to the run at once: its row must exist
     started = time.time()
     try:
         for path in inputs:

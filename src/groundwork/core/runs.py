@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from groundwork.config import Config
 from groundwork.core.filters import compile_filter, order_by_clause, parse_filter
@@ -14,8 +14,7 @@ from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow, ope
 MAX_LIMIT = 10_000
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
     """One point of a metric series."""
 
     step: int
@@ -83,7 +82,12 @@ class Run:
 
     def history(self, key: str) -> list[MetricPoint]:
         """Every point of the series ``key``, ordered by step."""
-        return [MetricPoint(s, v, t) for s, v, t in self._store.metric_history(self.id, key)]
+        series = self._store.metric_series(self.id, key)
+        return list(map(MetricPoint, series.steps.tolist(), series.values.tolist(), series.timestamps.tolist()))
+
+    def series(self, key: str, step_min: int | None = None, step_max: int | None = None) -> Any:
+        """The series ``key`` as numpy arrays (``.steps``, ``.values``, ``.timestamps``)."""
+        return self._store.metric_series(self.id, key, step_min, step_max)
 
     def metric_keys(self) -> list[str]:
         return self._store.metric_keys(self.id)
@@ -147,14 +151,22 @@ def _link_dict(link: ArtifactLink) -> dict[str, Any]:
     }
 
 
+_FULL_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
 def _store(config: Config | None) -> MetadataStore:
+    from groundwork.core.tracking import flush_all, pending_writes
+
+    if pending_writes():  # read-your-writes: runs this process started are written first
+        flush_all()
     return open_metadata_store((config or Config.from_env()).store_url)
 
 
 def get_run(ref: str, *, config: Config | None = None) -> Run:
     """One run by id, unique id prefix, or name (the newest run of that name)."""
     store = _store(config)
-    return Run(store.get_run(store.resolve_run(ref)), store)
+    rows = store.get_runs([ref]) if _FULL_ID.match(ref) else []
+    return Run(rows[0] if rows else store.get_run(store.resolve_run(ref)), store)
 
 
 def runs(

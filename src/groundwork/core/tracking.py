@@ -38,7 +38,15 @@ from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
 from groundwork.errors import InvalidInput
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
-from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, RunEnd, open_metadata_store
+from groundwork.storage.metadata import (
+    LogLine,
+    MetadataStore,
+    MetricPoint,
+    MetricSegment,
+    RunCreate,
+    RunEnd,
+    open_metadata_store,
+)
 
 #: Buffered points are written at least this often.
 FLUSH_INTERVAL_S = 0.5
@@ -59,7 +67,9 @@ class _Writer:
 
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
+        self.creations: collections.deque[RunCreate] = collections.deque()
         self.points: collections.deque[MetricPoint] = collections.deque()
+        self.segments: collections.deque[MetricSegment] = collections.deque()
         self.logs: collections.deque[LogLine] = collections.deque()
         self.live: set[str] = set()  # runs of this process whose heartbeat we keep
         self._wake = threading.Event()
@@ -99,16 +109,24 @@ class _Writer:
         points = [self.points.popleft() for _ in range(count)]
         logs: list[LogLine] = []
         beats: list[str] = []
+        creations: list[RunCreate] = []
+        segments: list[MetricSegment] = []
         now = time.time()
         if with_extras:
+            creations = [self.creations.popleft() for _ in range(len(self.creations))]
+            segments = [self.segments.popleft() for _ in range(len(self.segments))]
             logs = [self.logs.popleft() for _ in range(len(self.logs))]
             if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
                 beats = list(self.live)
-        if not points and not logs and not beats and end is None:
+        if not points and not logs and not beats and end is None and not creations and not segments:
             return
         try:
-            self.store.write_batch(points=points, logs=logs, heartbeat_ids=beats, end=end)
+            self.store.write_batch(
+                points=points, logs=logs, heartbeat_ids=beats, end=end, segments=segments, creations=creations
+            )
         except Exception as exc:  # keep the data and try again on the next tick
+            self.creations.extendleft(reversed(creations))
+            self.segments.extendleft(reversed(segments))
             self.points.extendleft(reversed(points))
             self.logs.extendleft(reversed(logs))
             if not self._warned:
@@ -172,7 +190,7 @@ def _cached_git_state(cwd: Path) -> Any:
     return state
 
 
-_stored_diffs: dict[tuple[str, str], ArtifactInfo] = {}
+_stored_diffs: dict[tuple[str, int], tuple[bytes, ArtifactInfo]] = {}
 
 
 class ActiveRun:
@@ -193,6 +211,7 @@ class ActiveRun:
         self._store = store
         self._writer = _writer_for(store)
         self._owned = owned
+        self._pending = False  # created in the buffer, not yet written
         self._ended = False
         self._auto_step: dict[str, int] = {}
         if owned:
@@ -236,20 +255,33 @@ class ActiveRun:
 
     def log_points(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
         """Buffer a whole series for one metric at once (the batch form of :meth:`log`)."""
-        now = time.time()
+        import numpy as np
+
+        try:
+            value_array = np.array(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"log_points needs numbers for {key!r}") from None
         if steps is None:
             start = self._auto_step.get(key, 0)
-            steps = range(start, start + len(values))
-            self._auto_step[key] = start + len(values)
-        elif len(steps) != len(values):
-            raise InvalidInput(f"log_points got {len(values)} values but {len(steps)} steps for {key!r}")
-        run_id = self.id
-        self._writer.points.extend((run_id, key, int(s), float(v), now) for s, v in zip(steps, values, strict=True))
-        self._check_backlog()
+            step_array = np.arange(start, start + value_array.shape[0], dtype=np.int64)
+            self._auto_step[key] = start + value_array.shape[0]
+        else:
+            step_array = np.array(steps, dtype=np.int64).reshape(-1)
+            if step_array.shape != value_array.shape:
+                raise InvalidInput(f"log_points got {len(value_array)} values but {len(step_array)} steps for {key!r}")
+        stamps = np.full(value_array.shape[0], time.time(), dtype=np.float64)
+        self._writer.segments.append(MetricSegment(self.id, key, step_array, value_array, stamps))
+
+    def _ensure_created(self) -> None:
+        """Direct writes need the run's row: write it now if it is still buffered."""
+        if self._pending:
+            self._writer.flush()
+            self._pending = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record parameters (written at once; a later value for a key replaces the earlier)."""
         if params:
+            self._ensure_created()
             self._store.log_params(self.id, params)
 
     def log_param(self, key: str, value: Any) -> None:
@@ -257,6 +289,7 @@ class ActiveRun:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if tags:
+            self._ensure_created()
             self._store.set_tags(self.id, tags)
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -277,6 +310,7 @@ class ActiveRun:
             raise InvalidInput(f"{direction} path {str(path)!r} does not exist")
         artifacts = artifact_store_for(self.config)
         info = artifacts.put_path(path) if store_bytes else ArtifactStore.digest_path(path)
+        self._ensure_created()
         self._store.add_artifact_link(
             self.id,
             direction,
@@ -294,8 +328,9 @@ class ActiveRun:
         self._writer.logs.append((self.id, stream, time.time(), text))
 
     def flush(self) -> None:
-        """Write everything buffered so far; returns when it is durable."""
+        """Write everything buffered so far (the run's own row included); returns when it is durable."""
         self._writer.flush()
+        self._pending = False
 
     def log_model(self, obj: Any, name: str, signature: Any = None, example: Any = None) -> Any:
         """Register ``obj`` as version N+1 of model ``name`` (see :func:`groundwork.core.registry.log_model`)."""
@@ -391,7 +426,7 @@ def start_run(
     name = name or _default_name(kind)
     cwd = Path.cwd()
     env = capture_environment()
-    env_json = json.dumps(env, sort_keys=True, separators=(",", ":"), default=str)
+    env_json = _environment_json(env)
     row: dict[str, Any] = {
         "id": run_id,
         "name": name,
@@ -418,26 +453,51 @@ def start_run(
     if seed and "seed" not in all_tags:
         all_tags["seed"] = seed
     row["env_digest"] = environment_digest(env)
-    store.create_run(row, params=params, tags=all_tags, environment=(row["env_digest"], env_json))
+    links = []
     if diff_info is not None:
-        store.add_artifact_link(
-            run_id, "input", "code.diff", digest=diff_info.digest, size=diff_info.size,
-            is_dir=False, file_count=1, kind="code",
+        links.append(
+            {"direction": "input", "name": "code.diff", "digest": diff_info.digest, "size": diff_info.size,
+             "is_dir": False, "file_count": 1, "kind": "code"}
         )
     run = ActiveRun(run_id, name, config, store, owned=True)
+    # The run's rows go out with the next flush (at most FLUSH_INTERVAL_S away, or its end):
+    # a short run costs one transaction. Reads in this process flush first.
+    run._pending = True
+    run._writer.creations.append(
+        RunCreate(row, params=dict(params or {}), tags=all_tags, environment=(row["env_digest"], env_json), links=links)
+    )
     with _active_lock:
         _active.append(run)
     return run
 
 
-def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
-    import hashlib
+_env_json_cache: dict[str, str] = {}
 
-    key = (config.artifacts_url, hashlib.sha256(diff).hexdigest())
-    info = _stored_diffs.get(key)
-    if info is None:
-        info = artifact_store_for(config).put_bytes(diff)
-        _stored_diffs[key] = info
+
+def _environment_json(env: Mapping[str, Any]) -> str:
+    digest = environment_digest(env)
+    cached = _env_json_cache.get(digest)
+    if cached is None:
+        cached = _env_json_cache[digest] = json.dumps(env, sort_keys=True, separators=(",", ":"), default=str)
+    return cached
+
+
+def pending_writes() -> bool:
+    """Whether this process holds runs not yet written (readers flush first)."""
+    with _writers_lock:
+        writers = [w for (pid, _), w in _writers.items() if pid == os.getpid()]
+    return any(w.creations for w in writers)
+
+
+def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
+    # Keyed by the bytes object itself: the cached git state hands out the same one,
+    # so the diff is hashed once per state rather than once per run.
+    key = (config.artifacts_url, id(diff))
+    hit = _stored_diffs.get(key)
+    if hit is not None and hit[0] is diff:
+        return hit[1]
+    info = artifact_store_for(config).put_bytes(diff)
+    _stored_diffs[key] = (diff, info)
     return info
 
 

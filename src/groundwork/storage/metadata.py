@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -50,7 +51,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from groundwork.errors import (
     AmbiguousReference,
@@ -69,10 +69,47 @@ TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached")
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
 
-_SQLITE_INSERT_POINTS = "INSERT INTO metrics (run_id, key, step, value, timestamp) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_INSERT_CHUNK = (
+    "INSERT INTO metric_chunks (run_id, key, count, first_step, last_step, steps, \"values\", timestamps) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
 LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
+
+
+@dataclass(frozen=True)
+class MetricSegment:
+    """Many points of one series at once (what ``log_points`` hands over)."""
+
+    run_id: str
+    key: str
+    steps: np.ndarray[Any, np.dtype[np.int64]]
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    timestamps: np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class RunCreate:
+    """A run's first rows: written with the first flush that follows ``start_run``."""
+
+    row: Mapping[str, Any]
+    params: Mapping[str, Any] | None = None
+    tags: Mapping[str, Any] | None = None
+    environment: tuple[str, str] | None = None
+    links: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """A metric series as arrays, ordered by step (stable: logging order within a step)."""
+
+    steps: np.ndarray[Any, np.dtype[np.int64]]
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    timestamps: np.ndarray[Any, np.dtype[np.float64]]
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
 
 
 @dataclass
@@ -229,7 +266,8 @@ class MetadataStore:
             engine = create_engine(
                 f"sqlite:///{path}",
                 connect_args={"timeout": 60, "check_same_thread": False},
-                poolclass=NullPool if not immediate else None,
+                pool_size=5,
+                max_overflow=20,
             )
 
             @event.listens_for(engine, "connect")
@@ -347,7 +385,13 @@ class MetadataStore:
         tags = self._insert(schema.tags)
         latest = self._insert(schema.latest_metrics)
         lm = schema.latest_metrics
+        link = self._insert(schema.run_artifacts)
         return {
+            "artifact": self._insert(schema.artifacts).on_conflict_do_nothing(),
+            "link": link.on_conflict_do_update(
+                index_elements=["run_id", "direction", "name"],
+                set_={"digest": link.excluded.digest, "kind": link.excluded.kind, "created_at": link.excluded.created_at},
+            ),
             "environment": self._insert(schema.environments).on_conflict_do_nothing(),
             "params": params.on_conflict_do_update(
                 index_elements=["run_id", "key"],
@@ -382,21 +426,25 @@ class MetadataStore:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         environment: tuple[str, str] | None = None,
+        links: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Insert a run with its params, tags and environment (digest, JSON) in one transaction."""
-        values = dict(row)
+        """Insert a run with its params, tags, environment (digest, JSON) and artifact links, in one transaction."""
+        self.write_batch(creations=[RunCreate(row, params, tags, environment, links)])
+
+    def _create_run(self, conn: Connection, create: RunCreate) -> None:
+        values = dict(create.row)
         if isinstance(values.get("command"), (list, tuple)):
             values["command"] = json.dumps(list(values["command"]))
-        with self.write() as conn:
-            if environment is not None and environment[0] not in self._known_environments:
-                conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
-            conn.execute(insert(schema.runs), values)
-            if params:
-                self._upsert_params(conn, values["id"], params)
-            if tags:
-                self._upsert_tags(conn, values["id"], tags)
-        if environment is not None:
-            self._known_environments.add(environment[0])
+        environment = create.environment
+        if environment is not None and environment[0] not in self._known_environments:
+            conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
+        conn.execute(insert(schema.runs), values)
+        if create.params:
+            self._upsert_params(conn, values["id"], create.params)
+        if create.tags:
+            self._upsert_tags(conn, values["id"], create.tags)
+        for link in create.links:
+            self._link_artifact(conn, values["id"], **link)
 
     def update_run(self, run_id: str, **values: Any) -> None:
         if isinstance(values.get("command"), (list, tuple)):
@@ -451,13 +499,18 @@ class MetadataStore:
         logs: Sequence[LogLine] = (),
         heartbeat_ids: Sequence[str] = (),
         end: RunEnd | None = None,
+        *,
+        segments: Sequence[MetricSegment] = (),
+        creations: Sequence[RunCreate] = (),
     ) -> None:
-        """Metric points, log lines, heartbeats and a run's end, all in one transaction."""
-        if not points and not logs and not heartbeat_ids and end is None:
+        """New runs, metric points, log lines, heartbeats and a run's end, all in one transaction."""
+        if not (points or logs or heartbeat_ids or end or segments or creations):
             return
         with self.write() as conn:
-            if points:
-                self._insert_points(conn, points)
+            for create in creations:
+                self._create_run(conn, create)
+            if points or segments:
+                self._insert_series(conn, points, segments)
             if logs:
                 conn.execute(
                     insert(schema.run_logs),
@@ -476,32 +529,56 @@ class MetadataStore:
                     {"run_id": end.run_id, "status": end.status, "ended_at": time.time(),
                      "exit_code": end.exit_code, "error": end.error},
                 )
+        for create in creations:
+            if create.environment is not None:
+                self._known_environments.add(create.environment[0])
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> None:
         self.write_batch(points=points)
 
-    def _insert_points(self, conn: Connection, points: Sequence[MetricPoint]) -> None:
-        latest: dict[tuple[str, str], MetricPoint] = {}
-        for point in points:
-            current = latest.get((point[0], point[1]))
-            if current is None or (point[2], point[4]) >= (current[2], current[4]):
-                latest[(point[0], point[1])] = point
-        if self.dialect == "sqlite":
-            # The driver's executemany is twice as fast as Core's here; SQLite stores NaN as NULL itself.
-            conn.exec_driver_sql(_SQLITE_INSERT_POINTS, list(points))
-        else:
-            conn.execute(
-                insert(schema.metrics),
-                [
-                    {"run_id": r, "key": k, "step": s, "value": None if math.isnan(v) else v, "timestamp": t}
-                    for r, k, s, v, t in points
-                ],
+    def _insert_series(
+        self, conn: Connection, points: Sequence[MetricPoint], segments: Sequence[MetricSegment]
+    ) -> None:
+        """One chunk row per series, and the series' newest point into ``latest_metrics``."""
+        grouped: dict[tuple[str, str], tuple[list[int], list[float], list[float]]] = {}
+        for run_id, key, step, value, ts in points:
+            columns = grouped.get((run_id, key))
+            if columns is None:
+                columns = grouped[(run_id, key)] = ([], [], [])
+            columns[0].append(step)
+            columns[1].append(value)
+            columns[2].append(ts)
+        series: list[MetricSegment] = [
+            MetricSegment(
+                run_id, key, np.asarray(c[0], dtype=np.int64), np.asarray(c[1], dtype=np.float64),
+                np.asarray(c[2], dtype=np.float64),
             )
+            for (run_id, key), c in grouped.items()
+        ]
+        series.extend(segment for segment in segments if len(segment.steps))
+        chunks = []
+        latest: dict[tuple[str, str], tuple[int, float, float]] = {}
+        for seg in series:
+            steps = seg.steps.astype("<i8", copy=False)
+            chunks.append(
+                (seg.run_id, seg.key, int(steps.shape[0]), int(steps.min()), int(steps.max()), steps.tobytes(),
+                 seg.values.astype("<f8", copy=False).tobytes(), seg.timestamps.astype("<f8", copy=False).tobytes())
+            )
+            last = int(np.lexsort((seg.timestamps, steps))[-1])
+            candidate = (int(steps[last]), float(seg.values[last]), float(seg.timestamps[last]))
+            current = latest.get((seg.run_id, seg.key))
+            if current is None or (candidate[0], candidate[2]) >= (current[0], current[2]):
+                latest[(seg.run_id, seg.key)] = candidate
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql(_SQLITE_INSERT_CHUNK, chunks)
+        else:
+            names = ("run_id", "key", "count", "first_step", "last_step", "steps", "values", "timestamps")
+            conn.execute(insert(schema.metric_chunks), [dict(zip(names, chunk, strict=True)) for chunk in chunks])
         conn.execute(
             self._statements["latest"],
             [
-                {"run_id": r, "key": k, "step": s, "value": None if math.isnan(v) else v, "timestamp": t}
-                for r, k, s, v, t in latest.values()
+                {"run_id": r, "key": k, "step": step, "value": None if math.isnan(v) else v, "timestamp": t}
+                for (r, k), (step, v, t) in latest.items()
             ],
         )
 
@@ -518,23 +595,36 @@ class MetadataStore:
         file_count: int,
         kind: str = "file",
     ) -> None:
+        with self.write() as conn:
+            self._link_artifact(
+                conn, run_id, direction=direction, name=name, digest=digest, size=size,
+                is_dir=is_dir, file_count=file_count, kind=kind,
+            )
+
+    def _link_artifact(
+        self,
+        conn: Connection,
+        run_id: str,
+        *,
+        direction: str,
+        name: str,
+        digest: str,
+        size: int,
+        is_dir: bool,
+        file_count: int,
+        kind: str = "file",
+    ) -> None:
         if direction not in ("input", "output"):
             raise ValueError(f"direction must be input or output, not {direction!r}")
         now = time.time()
-        with self.write() as conn:
-            conn.execute(
-                self._insert(schema.artifacts).on_conflict_do_nothing(),
-                {"digest": digest, "size": size, "is_dir": is_dir, "file_count": file_count, "created_at": now},
-            )
-            stmt = self._insert(schema.run_artifacts)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["run_id", "direction", "name"],
-                set_={"digest": stmt.excluded.digest, "kind": stmt.excluded.kind, "created_at": now},
-            )
-            conn.execute(
-                stmt,
-                {"run_id": run_id, "direction": direction, "name": name, "digest": digest, "kind": kind, "created_at": now},
-            )
+        conn.execute(
+            self._statements["artifact"],
+            {"digest": digest, "size": size, "is_dir": is_dir, "file_count": file_count, "created_at": now},
+        )
+        conn.execute(
+            self._statements["link"],
+            {"run_id": run_id, "direction": direction, "name": name, "digest": digest, "kind": kind, "created_at": now},
+        )
 
     def run_artifacts(self, run_id: str, direction: str | None = None) -> list[ArtifactLink]:
         ra, a = schema.run_artifacts, schema.artifacts
@@ -703,16 +793,40 @@ class MetadataStore:
                 row.status, row.ended_at = fresh.get(row.id, (row.status, row.ended_at))
         return rows
 
-    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float, float]]:
-        """Every point of one series as (step, value, timestamp), in logging order."""
-        m = schema.metrics
+    def metric_series(
+        self, run_id: str, key: str, step_min: int | None = None, step_max: int | None = None
+    ) -> MetricSeries:
+        """One series as arrays ordered by step, optionally only ``step_min <= step <= step_max``."""
+        mc = schema.metric_chunks
+        query = select(mc.c.steps, mc.c["values"], mc.c.timestamps).where(mc.c.run_id == run_id, mc.c.key == key)
+        if step_min is not None:
+            query = query.where(mc.c.last_step >= step_min)
+        if step_max is not None:
+            query = query.where(mc.c.first_step <= step_max)
         with self.read() as conn:
-            result = conn.execute(
-                select(m.c.step, m.c.value, m.c.timestamp)
-                .where(m.c.run_id == run_id, m.c.key == key)
-                .order_by(m.c.step, m.c.id)
-            )
-            return [(s, _float_or_nan(v), t) for s, v, t in result]
+            blobs = conn.execute(query.order_by(mc.c.id)).all()
+        if not blobs:
+            empty_f = np.empty(0, dtype=np.float64)
+            return MetricSeries(np.empty(0, dtype=np.int64), empty_f, empty_f.copy())
+        steps = np.concatenate([np.frombuffer(b[0], dtype="<i8") for b in blobs])
+        values = np.concatenate([np.frombuffer(b[1], dtype="<f8") for b in blobs])
+        stamps = np.concatenate([np.frombuffer(b[2], dtype="<f8") for b in blobs])
+        if steps.shape[0] > 1 and not bool(np.all(steps[1:] >= steps[:-1])):
+            order = np.argsort(steps, kind="stable")
+            steps, values, stamps = steps[order], values[order], stamps[order]
+        if step_min is not None or step_max is not None:
+            keep = np.ones(steps.shape[0], dtype=bool)
+            if step_min is not None:
+                keep &= steps >= step_min
+            if step_max is not None:
+                keep &= steps <= step_max
+            steps, values, stamps = steps[keep], values[keep], stamps[keep]
+        return MetricSeries(steps, values, stamps)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float, float]]:
+        """Every point of one series as (step, value, timestamp), ordered by step."""
+        series = self.metric_series(run_id, key)
+        return list(zip(series.steps.tolist(), series.values.tolist(), series.timestamps.tolist(), strict=True))
 
     def metric_keys(self, run_id: str) -> list[str]:
         lm = schema.latest_metrics

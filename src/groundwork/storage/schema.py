@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -86,18 +87,24 @@ tags = Table(
     Column("value", Text, nullable=False),
 )
 
-#: Every metric point. Append-only; several points may share a step.
-metrics = Table(
-    "metrics",
+#: Metric points, stored as columnar chunks: one row per series per flush, holding packed
+#: little-endian arrays (int64 steps, float64 values (NaN kept), float64 timestamps).
+#: Writing 20,000 points is one row, and reading a series back is one decode; a
+#: step-range read selects only the chunks whose [first_step, last_step] overlap it.
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
     Column("id", _RowId, primary_key=True, autoincrement=True),
     Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("key", String(255), nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("value", Float, nullable=True),  # NULL is NaN (SQLite cannot store NaN)
-    Column("timestamp", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_step", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("steps", LargeBinary, nullable=False),
+    Column("values", LargeBinary, nullable=False),
+    Column("timestamps", LargeBinary, nullable=False),
 )
-Index("ix_metrics_run_key_step", metrics.c.run_id, metrics.c.key, metrics.c.step)
+Index("ix_metric_chunks_run_key", metric_chunks.c.run_id, metric_chunks.c.key, metric_chunks.c.id)
 
 #: The last point of each series (highest step, then latest time): what filters and tables use.
 latest_metrics = Table(

@@ -1,4 +1,4 @@
-"""The initial schema: runs, params, tags, metrics, artifacts, logs.
+"""The initial schema: runs, params, tags, metric chunks, artifacts, logs.
 
 Revision ID: 0001
 Revises:
@@ -79,17 +79,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"], unique=False)
     op.create_table(
-        "metrics",
+        "metric_chunks",
         sa.Column("id", RowId, autoincrement=True, nullable=False),
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("step", sa.Integer(), nullable=False),
-        sa.Column("value", sa.Float(), nullable=True),
-        sa.Column("timestamp", sa.Float(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("first_step", sa.BigInteger(), nullable=False),
+        sa.Column("last_step", sa.BigInteger(), nullable=False),
+        sa.Column("steps", sa.LargeBinary(), nullable=False),
+        sa.Column("values", sa.LargeBinary(), nullable=False),
+        sa.Column("timestamps", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_metrics_run_key_step", "metrics", ["run_id", "key", "step"], unique=False)
+    op.create_index("ix_metric_chunks_run_key", "metric_chunks", ["run_id", "key", "id"], unique=False)
     op.create_table(
         "params",
         sa.Column("run_id", sa.String(length=32), nullable=False),
@@ -135,6 +138,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("tags", "run_logs", "run_artifacts", "params", "metrics", "latest_metrics", "runs",
+    for table in ("tags", "run_logs", "run_artifacts", "params", "metric_chunks", "latest_metrics", "runs",
                   "environments", "artifacts"):
         op.drop_table(table)
