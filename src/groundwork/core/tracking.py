@@ -193,6 +193,19 @@ def _cached_git_state(cwd: Path) -> Any:
 _stored_diffs: dict[tuple[str, int], tuple[bytes, ArtifactInfo]] = {}
 
 
+_time = time.time
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"metric {key!r} must be a number, not {type(value).__name__} {value!r:.40}",
+            hint="log numbers only; put text in params or tags",
+        ) from None
+
+
 class ActiveRun:
     """A run being recorded. Use it as a context manager, or call :meth:`end`."""
 
@@ -214,6 +227,8 @@ class ActiveRun:
         self._pending = False  # created in the buffer, not yet written
         self._ended = False
         self._auto_step: dict[str, int] = {}
+        self._append = self._writer.points.append
+        self._calls = 0
         if owned:
             self._writer.live.add(run_id)
 
@@ -227,24 +242,24 @@ class ActiveRun:
         ``step`` defaults to a per-metric counter (0, 1, 2, ...). Values may be
         Python numbers, numpy scalars or one-element tensors.
         """
-        now = time.time()
-        append = self._writer.points.append
+        # The hot path of the SDK: one tuple per point onto a deque, nothing else.
+        now = _time()
+        append = self._append
         run_id = self.id
-        for key, value in metrics.items():
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InvalidInput(
-                    f"metric {key!r} must be a number, not {type(value).__name__} {value!r:.40}",
-                    hint="log numbers only; put text in params or tags",
-                ) from None
-            if step is None:
-                point_step = self._auto_step.get(key, 0)
-                self._auto_step[key] = point_step + 1
-            else:
-                point_step = int(step)
-            append((run_id, key, point_step, number, now))
-        self._check_backlog()
+        if step is None:
+            auto = self._auto_step
+            for key, value in metrics.items():
+                point_step = auto.get(key, 0)
+                auto[key] = point_step + 1
+                append((run_id, key, point_step, _number(key, value), now))
+        else:
+            if step.__class__ is not int:
+                step = int(step)
+            for key, value in metrics.items():
+                append((run_id, key, step, value if value.__class__ is float else _number(key, value), now))
+        self._calls += 1
+        if not self._calls & 1023:
+            self._check_backlog()
 
     def _check_backlog(self) -> None:
         backlog = len(self._writer.points)

@@ -540,21 +540,24 @@ class MetadataStore:
         self, conn: Connection, points: Sequence[MetricPoint], segments: Sequence[MetricSegment]
     ) -> None:
         """One chunk row per series, and the series' newest point into ``latest_metrics``."""
-        grouped: dict[tuple[str, str], tuple[list[int], list[float], list[float]]] = {}
-        for run_id, key, step, value, ts in points:
-            columns = grouped.get((run_id, key))
-            if columns is None:
-                columns = grouped[(run_id, key)] = ([], [], [])
-            columns[0].append(step)
-            columns[1].append(value)
-            columns[2].append(ts)
-        series: list[MetricSegment] = [
-            MetricSegment(
-                run_id, key, np.asarray(c[0], dtype=np.int64), np.asarray(c[1], dtype=np.float64),
-                np.asarray(c[2], dtype=np.float64),
-            )
-            for (run_id, key), c in grouped.items()
-        ]
+        series: list[MetricSegment] = []
+        if points:
+            # Transpose in C, then split by series (usually there is one, or a few).
+            run_ids, keys, steps, values, stamps = zip(*points, strict=True)
+            step_array = np.array(steps, dtype=np.int64)
+            value_array = np.array(values, dtype=np.float64)
+            stamp_array = np.array(stamps, dtype=np.float64)
+            count = len(run_ids)
+            if run_ids.count(run_ids[0]) == count and keys.count(keys[0]) == count:
+                series.append(MetricSegment(run_ids[0], keys[0], step_array, value_array, stamp_array))
+            else:
+                pairs = list(zip(run_ids, keys, strict=True))
+                index: dict[tuple[str, str], list[int]] = {pair: [] for pair in set(pairs)}
+                for i, pair in enumerate(pairs):
+                    index[pair].append(i)
+                for (run_id, key), rows in index.items():
+                    take = np.array(rows, dtype=np.intp)
+                    series.append(MetricSegment(run_id, key, step_array[take], value_array[take], stamp_array[take]))
         series.extend(segment for segment in segments if len(segment.steps))
         chunks = []
         latest: dict[tuple[str, str], tuple[int, float, float]] = {}
