@@ -562,13 +562,13 @@ class MetadataStore:
         chunks = []
         latest: dict[tuple[str, str], tuple[int, float, float]] = {}
         for seg in series:
-            steps = seg.steps.astype("<i8", copy=False)
+            packed = seg.steps.astype("<i8", copy=False)
             chunks.append(
-                (seg.run_id, seg.key, int(steps.shape[0]), int(steps.min()), int(steps.max()), steps.tobytes(),
+                (seg.run_id, seg.key, int(packed.shape[0]), int(packed.min()), int(packed.max()), packed.tobytes(),
                  seg.values.astype("<f8", copy=False).tobytes(), seg.timestamps.astype("<f8", copy=False).tobytes())
             )
-            last = int(np.lexsort((seg.timestamps, steps))[-1])
-            candidate = (int(steps[last]), float(seg.values[last]), float(seg.timestamps[last]))
+            last = int(np.lexsort((seg.timestamps, packed))[-1])
+            candidate = (int(packed[last]), float(seg.values[last]), float(seg.timestamps[last]))
             current = latest.get((seg.run_id, seg.key))
             if current is None or (candidate[0], candidate[2]) >= (current[0], current[2]):
                 latest[(seg.run_id, seg.key)] = candidate
