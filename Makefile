@@ -52,6 +52,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/tracking.py
+	$(PY) benchmarks/pipelines.py
 
 clean:
 	rm -rf .groundwork .pytest_cache .mypy_cache .ruff_cache

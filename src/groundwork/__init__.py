@@ -35,17 +35,23 @@ __version__ = "0.1.0"
 __all__ = [
     "ActiveRun",
     "Config",
+    "File",
     "GroundworkError",
     "MetricPoint",
     "Run",
     "active_run",
     "get_run",
+    "lineage",
     "log",
     "log_artifact",
     "log_params",
+    "pipeline",
+    "register_materializer",
+    "run_pipeline",
     "runs",
     "seed",
     "start_run",
+    "step",
 ]
 
 _LAZY = {
@@ -62,10 +68,21 @@ _LAZY = {
     "runs": "groundwork.core.runs",
     "Config": "groundwork.config",
     "GroundworkError": "groundwork.errors",
+    "step": "groundwork.core.pipelines.step",
+    "pipeline": "groundwork.core.pipelines.pipeline",
+    "run_pipeline": "groundwork.core.pipelines.run",
+    "File": "groundwork.core.pipelines.step",
+    "register_materializer": "groundwork.core.pipelines.materializers",
+    "lineage": "groundwork.core.lineage",
 }
 
 if TYPE_CHECKING:
     from groundwork.config import Config
+    from groundwork.core.lineage import lineage
+    from groundwork.core.pipelines.materializers import register_materializer
+    from groundwork.core.pipelines.pipeline import pipeline
+    from groundwork.core.pipelines.run import run_pipeline
+    from groundwork.core.pipelines.step import File, step
     from groundwork.core.runs import MetricPoint, Run, get_run, runs
     from groundwork.core.tracking import (
         ActiveRun,

@@ -430,7 +430,7 @@ def start_run(
     env_run_id = os.environ.get("GROUNDWORK_RUN_ID")
     if env_run_id and parent is None and not _attached_env_run and kind == "run":
         _attached_env_run = True
-        return _attach(env_run_id, config, store, params, tags)
+        return attach_run(env_run_id, config, store, params, tags)
     if parent is None and env_run_id:
         parent = env_run_id
 
@@ -529,7 +529,7 @@ def _default_name(kind: str) -> str:
     return f"{script or kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _attach(
+def attach_run(
     run_id: str,
     config: Config,
     store: MetadataStore,
@@ -557,7 +557,7 @@ def current_run(config: Config | None = None) -> ActiveRun:
         _attached_env_run = True
         config = config or Config.from_env()
         _install_process_hooks()
-        return _attach(env_run_id, config, metadata_store_for(config))
+        return attach_run(env_run_id, config, metadata_store_for(config))
     return start_run(config=config)
 
 

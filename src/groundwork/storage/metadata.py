@@ -185,7 +185,7 @@ def normalize_store_url(url: str) -> str:
     return url
 
 
-def _number(value: str) -> float | None:
+def param_number(value: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
@@ -193,7 +193,7 @@ def _number(value: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _param_text(value: Any) -> str:
+def param_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
@@ -480,8 +480,8 @@ class MetadataStore:
     def _upsert_params(self, conn: Connection, run_id: str, params: Mapping[str, Any]) -> None:
         rows = []
         for key, value in params.items():
-            text_value = _param_text(value)
-            rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": _number(text_value)})
+            text_value = param_text(value)
+            rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": param_number(text_value)})
         conn.execute(self._statements["params"], rows)
 
     def _upsert_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
