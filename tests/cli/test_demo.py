@@ -19,7 +19,7 @@ def test_demo_records_caches_traces_and_reproduces(workspace: Config) -> None:
         capture_output=True, text=True, timeout=900, env={**os.environ, **workspace.child_environ()},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
+    out = result.stdout + result.stderr  # progress displays go to stderr
     assert "fully cached: nothing recomputed" in out
     assert "reproduced exactly" in out
     assert "ancestry:" in out
