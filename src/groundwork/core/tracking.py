@@ -36,7 +36,7 @@ from typing import Any
 
 from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
-from groundwork.errors import InvalidInput
+from groundwork.errors import InvalidInput, RunNotFound
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
 from groundwork.storage.metadata import (
     LogLine,
@@ -529,6 +529,9 @@ def _default_name(kind: str) -> str:
     return f"{script or kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+_ATTACH_WAIT_S = 5.0
+
+
 def attach_run(
     run_id: str,
     config: Config,
@@ -536,8 +539,21 @@ def attach_run(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> ActiveRun:
-    """Log into an existing run that another process owns (``groundwork run``'s)."""
-    row = store.get_run(run_id)
+    """Log into an existing run that another process owns (``groundwork run``'s).
+
+    The owner queues a new run's creation into its first flush (at most half a second
+    away), so a child started right after ``start_run`` may look before the row exists:
+    wait for it a few seconds before calling the id unknown.
+    """
+    deadline = time.monotonic() + _ATTACH_WAIT_S
+    while True:
+        try:
+            row = store.get_run(run_id)
+            break
+        except RunNotFound:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
     run = ActiveRun(row.id, row.name, config, store, owned=False)
     run.log_params(dict(params or {}))
     run.set_tags(dict(tags or {}))
