@@ -38,14 +38,21 @@ __all__ = [
     "File",
     "GroundworkError",
     "MetricPoint",
+    "ModelVersion",
     "Run",
+    "Signature",
     "active_run",
+    "get_model_version",
     "get_run",
     "lineage",
+    "load_model",
     "log",
     "log_artifact",
     "log_params",
+    "optimize",
     "pipeline",
+    "promote_model",
+    "register_flavor",
     "register_materializer",
     "run_pipeline",
     "runs",
@@ -68,6 +75,13 @@ _LAZY = {
     "runs": "groundwork.core.runs",
     "Config": "groundwork.config",
     "GroundworkError": "groundwork.errors",
+    "Signature": "groundwork.core.registry",
+    "ModelVersion": "groundwork.core.registry",
+    "get_model_version": "groundwork.core.registry",
+    "promote_model": "groundwork.core.registry",
+    "register_flavor": "groundwork.core.flavors",
+    "load_model": "groundwork.engines.flavors",
+    "optimize": "groundwork.engines.optimize",
     "step": "groundwork.core.pipelines.step",
     "pipeline": "groundwork.core.pipelines.pipeline",
     "run_pipeline": "groundwork.core.pipelines.run",
@@ -78,11 +92,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from groundwork.config import Config
+    from groundwork.core.flavors import register_flavor
     from groundwork.core.lineage import lineage
     from groundwork.core.pipelines.materializers import register_materializer
     from groundwork.core.pipelines.pipeline import pipeline
     from groundwork.core.pipelines.run import run_pipeline
     from groundwork.core.pipelines.step import File, step
+    from groundwork.core.registry import ModelVersion, Signature, get_model_version
+    from groundwork.core.registry import promote as promote_model
     from groundwork.core.runs import MetricPoint, Run, get_run, runs
     from groundwork.core.tracking import (
         ActiveRun,
@@ -93,7 +110,22 @@ if TYPE_CHECKING:
         seed,
         start_run,
     )
+    from groundwork.engines.flavors import load_model
+    from groundwork.engines.optimize import optimize
     from groundwork.errors import GroundworkError
+
+
+# The built-in model flavors live in the engines layer; the package root registers them
+# by name, exactly as a plugin registers its own (imported when a model is first saved
+# or loaded), so the core finds them without importing the engines.
+def _register_builtin_flavors() -> None:
+    from groundwork.core.flavors import register_flavor
+
+    for flavor in ("onnx", "optimized", "sklearn", "pytorch"):
+        register_flavor(flavor, f"groundwork.engines.flavors.{flavor}:FLAVOR")
+
+
+_register_builtin_flavors()
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -28,3 +29,16 @@ def test_demo_records_caches_traces_and_reproduces(workspace: Config) -> None:
     steps = gw.runs(filter="kind = 'step'", limit=100, config=workspace)
     assert {s.status for s in steps} == {"finished", "cached"}
     assert gw.get_run("digits-mlp", config=workspace).metrics["acc"] > 0.5
+    # The pipeline's MLP is registered, promoted with a reason, traced to the raw data and served once.
+    production = gw.get_model_version("digits@production", config=workspace)
+    assert production.flavor == "pytorch" and production.onnx_digest
+    from groundwork.core.registry import alias_history
+
+    (move,) = alias_history("digits", "production", config=workspace)
+    assert move.to_version == production.version and "accuracy on the held-out split" in (move.reason or "")
+    graph = gw.lineage("digits@production", config=workspace)
+    ingest = [n for n in graph.nodes.values() if n.kind == "run" and n.attrs.get("name", "").endswith("ingest")]
+    assert "alias:digits@production" in graph.nodes and ingest, graph.tree()
+    served = re.search(r"served prediction: digit (\d) \(true label (\d)\), model version (\d+)", out)
+    assert served and int(served.group(3)) == production.version, out[-3000:]
+    assert re.search(r"server stopped \(pid \d+\)", out)

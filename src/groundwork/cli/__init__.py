@@ -22,6 +22,11 @@ from groundwork.cli import runs as _runs  # noqa: E402,F401  isort: skip
 from groundwork.cli import run as _run  # noqa: E402,F401  isort: skip
 from groundwork.cli import demo as _demo  # noqa: E402,F401  isort: skip
 from groundwork.cli import artifacts as _artifacts  # noqa: E402,F401  isort: skip
+from groundwork.cli import models as _models  # noqa: E402,F401  isort: skip
+from groundwork.cli import serve as _serve  # noqa: E402,F401  isort: skip
+from groundwork.cli import predict as _predict  # noqa: E402,F401  isort: skip
+from groundwork.cli import ui as _ui  # noqa: E402,F401  isort: skip
+from groundwork.cli import optimize as _optimize  # noqa: E402,F401  isort: skip
 from groundwork.cli import pipeline as _pipeline  # noqa: E402,F401  isort: skip
 from groundwork.cli import lineage as _lineage  # noqa: E402,F401  isort: skip
 from groundwork.cli import reproduce as _reproduce  # noqa: E402,F401  isort: skip

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from groundwork.cli._app import ArtifactsOption, StoreOption, app, console, make_config
-from groundwork.errors import ConfigError
+from groundwork.errors import ConfigError, GroundworkError
+
+if TYPE_CHECKING:
+    from groundwork.config import Config
+    from groundwork.core.pipelines.run import PipelineResult
+
+
+class DemoFailed(GroundworkError):
+    headline = "Demo failed"
 
 
 def examples_dir() -> Path:
@@ -31,14 +39,18 @@ def demo_command(
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """The end-to-end demo on the embedded store: a recorded run, a cached pipeline, lineage, reproduction.
+    """The end-to-end demo on the embedded store: a recorded run, a cached pipeline, lineage, reproduction, serving.
 
     1. [bold]groundwork run[/] records examples/digits/train.py (a PyTorch MLP on scikit-learn's digits);
     2. [bold]groundwork pipeline run[/] runs examples/digits/pipeline.py, then again: fully cached;
     3. [bold]groundwork lineage[/] shows how the evaluation was made, from the raw data;
-    4. [bold]groundwork reproduce[/] reruns the training step and checks every output digest.
+    4. [bold]groundwork reproduce[/] reruns the training step and checks every output digest;
+    5. the pipeline's MLP is registered as model [bold]digits[/] and promoted to [bold]production[/];
+    6. [bold]groundwork lineage digits@production[/] walks from the alias down to the raw data;
+    7. [bold]groundwork serve digits@production[/] answers one prediction over HTTP, then stops.
     """
     from groundwork.cli.lineage import lineage_command
+    from groundwork.cli.models import show_command
     from groundwork.cli.pipeline import run_and_show
     from groundwork.cli.reproduce import print_reproduction
     from groundwork.cli.runs import runs_command
@@ -68,12 +80,142 @@ def demo_command(
     lineage_command(second.run_id, descendants=False, depth=None, dot=False, json_out=False, store=store, artifacts=artifacts)
 
     console.rule("[bold]5. groundwork reproduce: rerun the training step and compare digests")
-    reproduction = reproduce(first["train"].run_id, config=config, echo=False)
+    train_run = first["train"].run_id
+    assert train_run is not None  # the first run computed every step
+    reproduction = reproduce(train_run, config=config, echo=False)
     print_reproduction(reproduction)
 
     console.rule("[bold]6. groundwork runs --filter \"kind != 'step'\"")
     runs_command(filter="kind != 'step'", order_by=None, limit=10, columns=None, json_out=False, store=store, artifacts=artifacts)
+
+    console.rule("[bold]7. register the pipeline's MLP as model 'digits' and promote it to production")
+    version, reason = register_digits(second, config)
+    show_command(f"digits/{version}", json_out=False, store=store, artifacts=artifacts)
+    console.print(f"digits@production -> version {version}  (reason: {reason})", highlight=False)
+
+    console.rule("[bold]8. groundwork lineage digits@production: from the alias down to the raw data")
+    lineage_command("digits@production", descendants=False, depth=None, dot=False, json_out=False,
+                    store=store, artifacts=artifacts)
+
+    console.rule("[bold]9. groundwork serve digits@production: one prediction over HTTP")
+    serve_once(config, second.output("split", "test"))
+
     console.print(
         f"\n[bold green]Demo done.[/] Store: {config.store_url}  Artifacts: {config.artifacts_url}\n"
-        "Next:  groundwork show digits-mlp   ·   groundwork runs --filter \"metrics.acc > 0.9\"   ·   groundwork ui"
+        "Next:  groundwork models show digits   ·   groundwork serve digits@production   ·   "
+        "groundwork runs --filter \"metrics.acc > 0.9\"   ·   groundwork ui"
     )
+
+
+def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
+    """Log the pipeline's MLP (with its scaler, taking raw pixels, answering labels) as a new version of
+    ``digits`` in a run that records the step outputs it was built from, and promote it to production."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    import groundwork as gw
+    from groundwork.core.tracking import artifact_store_for
+
+    state = result.output("train")
+    _train, _test, scaler = result.output("standardize")
+    raw_test = result.output("split", "test")
+    features = [c for c in raw_test.columns if c != "label"]
+    x = raw_test[features].to_numpy(np.float32)
+    labels = raw_test["label"].to_numpy()
+
+    hidden = int(state["0.weight"].shape[0])
+    mlp = torch.nn.Sequential(torch.nn.Linear(len(features), hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+    mlp.load_state_dict(state)
+    standardize = torch.nn.Linear(len(features), len(features))
+    with torch.no_grad():
+        standardize.weight.copy_(torch.diag(torch.tensor(1.0 / scaler.scale_, dtype=torch.float32)))
+        standardize.bias.copy_(torch.tensor(-scaler.mean_ / scaler.scale_, dtype=torch.float32))
+
+    class DigitClassifier(torch.nn.Module):
+        """Raw 8x8 pixel values (0-16) in, the digit out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(standardize, mlp)
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            digits: torch.Tensor = self.net(pixels).argmax(dim=1)
+            return digits
+
+    model = DigitClassifier().eval()
+    with torch.no_grad():
+        accuracy = float((model(torch.from_numpy(x)).numpy() == labels).mean())
+
+    artifacts = artifact_store_for(config)
+    with tempfile.TemporaryDirectory(prefix="gw-demo-") as tmp, \
+            gw.start_run(name="register-digits", config=config, capture_code=False) as run:
+        for step, output in (("train", None), ("standardize", "scaler")):
+            info = result[step].outputs[output or result.graph[step].outputs[0]]
+            path = artifacts.restore(info.digest, Path(tmp) / f"{step}-{info.filename}")
+            run.log_input(path, name=f"{step}.{info.name}", kind="model")
+        run.log({"acc": accuracy})
+        version = run.log_model(model, "digits", example=x[:5])
+    reason = f"pipeline MLP: {accuracy:.1%} accuracy on the held-out split"
+    gw.promote_model("digits", version.version, alias="production", reason=reason, config=config)
+    return version.version, reason
+
+
+def serve_once(config: Config, raw_test: Any) -> None:
+    """Start ``groundwork serve digits@production`` on a free 127.0.0.1 port, ask it once, stop it by PID."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "groundwork", "serve", "digits@production", "--host", "127.0.0.1",
+               "--port", str(port)]
+    console.print(f"$ groundwork serve digits@production --host 127.0.0.1 --port {port}", highlight=False)
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **config.child_environ()})
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise DemoFailed(f"groundwork serve exited with {proc.returncode}: "
+                                     f"{log.read().decode(errors='replace').strip()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise DemoFailed("groundwork serve did not become ready within 180 s")
+                time.sleep(0.2)
+            row = raw_test.drop(columns=["label"]).iloc[:1].to_numpy().tolist()
+            console.print(f"$ curl -d '{{\"inputs\": [[{', '.join(f'{v:g}' for v in row[0][:6])}, ...]]}}' "
+                          f"{url}/v1/models/digits/predict", highlight=False)
+            response = httpx.post(f"{url}/v1/models/digits/predict", json={"inputs": row}, timeout=60)
+            if response.status_code != 200:
+                raise DemoFailed(f"the server answered {response.status_code}: {response.text}")
+            console.print(response.text, highlight=False)
+            answer = response.json()
+            console.print(f"served prediction: digit {answer['outputs'][0]} (true label {int(raw_test['label'].iloc[0])}), "
+                          f"model version {answer['model_version']}", highlight=False)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                if proc.poll() is not None:
+                    break
+                os.kill(proc.pid, sig)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    continue
+            proc.wait()
+    console.print(f"server stopped (pid {proc.pid})", highlight=False)

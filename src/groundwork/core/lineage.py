@@ -512,6 +512,7 @@ def lineage(
     >>> g = gw.lineage("out/model.pt")          # a file: digested, then looked up
     >>> print(g.tree()); g.to_dot(); g.to_dict()
     """
+    import groundwork.core.registry  # noqa: F401  (registers the model provider: name@alias, name/3)
     from groundwork.core.tracking import metadata_store_for
 
     if depth is not None and depth < 0:

@@ -11,16 +11,15 @@ artifact: a folder holding the model in its native form, an ONNX form beside it 
 conversion worked, ``groundwork-model.json`` and an input example.
 
 How a kind of model object is saved is a *flavor* (scikit-learn, PyTorch, ONNX,
-optimized variants). Flavors live in the engines layer and register here by name,
-the same way a plugin's flavor would (:func:`register_flavor`); this module only
-imports them when a model is logged.
+optimized variants). This module never imports one: flavors are registered in
+:mod:`groundwork.core.flavors`; the built-in ones live in the engines layer and the
+package root registers them by name, the way a plugin registers its own.
 """
 
 from __future__ import annotations
 
 import difflib
 import getpass
-import importlib
 import json
 import re
 import tempfile
@@ -28,9 +27,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from groundwork.config import Config
+from groundwork.core.flavors import flavor_for
 from groundwork.errors import InvalidInput, ModelNotFound
 from groundwork.storage.artifacts import hash_file
 from groundwork.storage.metadata import MetadataStore, open_metadata_store
@@ -229,70 +229,8 @@ class SavedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class ModelFlavor(Protocol):
-    """Saves one kind of model object into a folder. The engines layer also loads it."""
-
-    name: str
-
-    def accepts(self, obj: Any) -> bool:
-        """Whether ``obj`` is a model of this flavor (cheap; must not import heavy libraries)."""
-        ...
-
-    def save(self, obj: Any, folder: Path, *, example: Any | None, signature: Signature | None) -> SavedModel:
-        """Write ``obj`` into the empty folder ``folder``, and an ONNX form beside it where it converts."""
-        ...
-
-
-# name -> "module:attribute". Built-ins register exactly as a plugin would.
-_FLAVORS: dict[str, str] = {
-    "onnx": "groundwork.engines.flavors.onnx:FLAVOR",
-    "optimized": "groundwork.engines.flavors.optimized:FLAVOR",
-    "sklearn": "groundwork.engines.flavors.sklearn:FLAVOR",
-    "pytorch": "groundwork.engines.flavors.pytorch:FLAVOR",
-}
-_loaded_flavors: dict[str, ModelFlavor] = {}
-
-
-def register_flavor(name: str, target: str | ModelFlavor) -> None:
-    """Make :func:`log_model` know a flavor: an object, or ``"module:attribute"`` imported on first use."""
-    if isinstance(target, str):
-        _FLAVORS[name] = target
-        _loaded_flavors.pop(name, None)
-    else:
-        _FLAVORS[name] = f"<object {type(target).__name__}>"
-        _loaded_flavors[name] = target
-
-
-def flavor_names() -> list[str]:
-    return list(_FLAVORS)
-
-
-def get_flavor(name: str) -> ModelFlavor:
-    """The flavor registered as ``name`` (imported on first use)."""
-    flavor = _loaded_flavors.get(name)
-    if flavor is not None:
-        return flavor
-    target = _FLAVORS.get(name)
-    if target is None:
-        raise InvalidInput(f"unknown model flavor {name!r}", hint=f"known flavors: {', '.join(_FLAVORS)}")
-    module_name, _, attribute = target.partition(":")
-    flavor = cast(ModelFlavor, getattr(importlib.import_module(module_name), attribute))
-    _loaded_flavors[name] = flavor
-    return flavor
-
-
-def flavor_for(obj: Any) -> ModelFlavor:
-    """The first registered flavor that accepts ``obj``."""
-    for name in _FLAVORS:
-        flavor = get_flavor(name)
-        if flavor.accepts(obj):
-            return flavor
-    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    raise InvalidInput(
-        f"cannot log a {kind} as a model",
-        hint="log a scikit-learn estimator, a torch.nn.Module, or the path of an .onnx file",
-    )
+# The flavors themselves are registered in groundwork.core.flavors (the built-in ones,
+# in the engines layer, by the package root); log_model finds them there.
 
 
 # =====================================================================================
@@ -556,6 +494,10 @@ def promote(
     return history[0]
 
 
+#: The SDK's name for :func:`promote` (``gw.promote_model``).
+promote_model = promote
+
+
 def remove_alias(name: str, alias: str, *, reason: str | None = None, config: Config | None = None) -> int:
     """Remove ``alias`` from ``name`` (recorded in history); returns the version it pointed at."""
     check_alias(alias)
@@ -623,6 +565,7 @@ def log_model(
         (folder / MODEL_FILE).write_text(json.dumps(document, indent=1, sort_keys=True, default=str))
         info = artifact_store_for(run.config).put_dir(folder)
         onnx_digest = hash_file(folder / saved.onnx)[0] if saved.onnx else None
+    run.flush()  # the run's row may still be buffered; the version links to it
     reg = RegistryStore(_store(run.config))
     version = reg.create_version(
         name,
@@ -658,3 +601,107 @@ def read_model_document(data: bytes, digest: str) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         raise InvalidInput(f"artifact {digest[:12]} is not a groundwork model folder ({MODEL_FILE} has no {MODEL_FORMAT!r})")
     return document
+
+
+# =====================================================================================
+# Lineage: alias -> version -> artifact -> run -> inputs
+# =====================================================================================
+class ModelLineage:
+    """Adds model versions and aliases to the lineage graph (``groundwork lineage digits@production``).
+
+    Nodes: ``alias:<name>@<alias>`` and ``model:<name>/<version>``. Edges, the way data
+    flows: ``artifact -> model`` (``registered``: the version is that artifact) and
+    ``model -> alias`` (``alias``: where the alias points now). The built-in provider
+    continues from the artifact to the run that logged it and on to that run's inputs.
+    Targets: ``name@alias``, ``name/3``, and ``model:name`` (the newest version); a
+    plain ``name`` stays a run name.
+    """
+
+    def resolve(self, ref: str, ctx: Any) -> Any:
+        text = ref.strip()
+        if text.startswith("model:"):
+            text = text[len("model:"):]
+            parsed = ModelRef.parse(text)
+        elif "@" in text or ("/" in text and text.rsplit("/", 1)[1].isdigit()):
+            if Path(text).exists():
+                return None  # a file path: the built-in provider's
+            try:
+                parsed = ModelRef.parse(text)
+            except InvalidInput:
+                return None
+        else:
+            return None
+        reg = RegistryStore(ctx.store)
+        row = resolve_row(reg, parsed)
+        if parsed.alias is not None:
+            return self._alias_node(parsed.name, parsed.alias, row.version)
+        return self._version_node(row, reg)
+
+    def expand(self, nodes: Sequence[Any], direction: str, ctx: Any) -> list[tuple[Any, Any]]:
+        from groundwork.core.lineage import UP, LineageEdge, artifact_node
+
+        reg = RegistryStore(ctx.store)
+        out: list[tuple[Any, Any]] = []
+        for node in nodes:
+            if node.kind == "alias" and direction == UP:
+                row = reg.get_version(node.attrs["name"], node.attrs["version"])
+                if row is not None:
+                    out.append((LineageEdge(_model_id(row.name, row.version), node.id, "alias", node.attrs["alias"]),
+                                self._version_node(row, reg)))
+            elif node.kind == "model" and direction == UP:
+                row = reg.get_version(node.attrs["name"], node.attrs["version"])
+                if row is None:
+                    continue
+                links = [lk for lk in ctx.store.artifact_users(row.artifact_digest) if lk.direction == "output"]
+                link = links[0] if links else None
+                attrs = {} if link else {"name": f"models/{row.name}/{row.version}", "artifact_kind": "model"}
+                out.append((LineageEdge(f"artifact:{row.artifact_digest}", node.id, "registered", row.flavor),
+                            artifact_node(row.artifact_digest, link, **attrs)))
+            elif node.kind == "model":
+                name, version = node.attrs["name"], node.attrs["version"]
+                for alias, points in reg.aliases(name).items():
+                    if points == version:
+                        out.append((LineageEdge(node.id, f"alias:{name}@{alias}", "alias", alias),
+                                    self._alias_node(name, alias, version)))
+            elif node.kind == "artifact" and direction != UP:
+                for row in reg.versions_for_artifact(node.attrs["digest"]):
+                    if row.artifact_digest == node.attrs["digest"]:
+                        out.append((LineageEdge(node.id, _model_id(row.name, row.version), "registered", row.flavor),
+                                    self._version_node(row, reg)))
+        return out
+
+    @staticmethod
+    def _alias_node(name: str, alias: str, version: int) -> Any:
+        from groundwork.core.lineage import LineageNode
+
+        return LineageNode(f"alias:{name}@{alias}", "alias", f"alias {name}@{alias} -> version {version}",
+                           {"name": name, "alias": alias, "version": version})
+
+    @staticmethod
+    def _version_node(row: VersionRow, reg: RegistryStore) -> Any:
+        from groundwork.core.lineage import LineageNode
+
+        aliases = [a for a, v in reg.aliases(row.name).items() if v == row.version]
+        signature = Signature.from_dict(row.signature).describe() if row.signature else None
+        label = f"model {row.name}/{row.version} ({row.flavor}{', +onnx' if row.onnx_digest else ''})"
+        return LineageNode(_model_id(row.name, row.version), "model", label, {
+            "name": row.name, "version": row.version, "flavor": row.flavor,
+            "made_by": row.run_id, "artifact_digest": row.artifact_digest, "onnx_digest": row.onnx_digest,
+            "signature": signature, "aliases": aliases, "created_at": row.created_at,
+        })
+
+
+def _model_id(name: str, version: int) -> str:
+    return f"model:{name}/{version}"
+
+
+MODEL_LINEAGE = ModelLineage()
+
+
+def _register_lineage() -> None:
+    from groundwork.core.lineage import register_lineage_provider
+
+    register_lineage_provider(MODEL_LINEAGE)
+
+
+_register_lineage()

@@ -1,0 +1,60 @@
+"""``groundwork serve``: serve registered models over HTTP with dynamic batching and alias hot-swap."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from groundwork.cli._app import ArtifactsOption, StoreOption, app, err_console, make_config
+
+
+@app.command(
+    "serve",
+    epilog="Example:  groundwork serve digits@production --port 8000 --workers 2   "
+    "then: curl -d '{\"inputs\": [[0, 1, ...]]}' http://127.0.0.1:8000/v1/models/digits/predict",
+)
+def serve_command(
+    refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME@ALIAS (follows the alias), NAME/VERSION, NAME.",
+                                              show_default=False)],
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Server processes sharing the port.")] = 1,
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Most rows in one runtime call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest a batch waits for requests already arriving.")] = 2.0,
+    sample_rate: Annotated[float, typer.Option("--sample-rate", help="Fraction of predictions stored for monitoring (0 to 1).")] = 0.01,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between alias checks (0: never hot-swap).")] = 2.0,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body accepted (413 above).")] = 16.0,
+    threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads per worker.")] = 1,
+    backend: Annotated[str, typer.Option("--backend", help="auto (ONNX when there is an ONNX form), onnx, or native.")] = "auto",
+    inline: Annotated[bool, typer.Option("--inline/--threaded", help="Run the model on the event loop (for microsecond models) or in a worker thread.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "warning",
+    store: StoreOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Serve models: POST /v1/models/NAME/predict with {"inputs": [[...], ...]}; /docs, /metrics, /healthz, /readyz."""
+    from groundwork.engines.serve import ServeOptions, run_server
+    from groundwork.errors import InvalidInput
+
+    if not 0 < port < 65536:
+        raise InvalidInput(f"--port must be between 1 and 65535, not {port}")
+    options = ServeOptions(
+        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
+        sample_rate=sample_rate, poll_interval_s=poll_interval, threads=threads, backend=backend, inline=inline,
+    )
+    config = make_config(store, artifacts)
+
+    def announce(serving: Any) -> None:
+        base = f"http://{host}:{port}"
+        if serving is None:
+            err_console.print(f"groundwork serve: {', '.join(refs)} on {base} with {workers} workers", highlight=False)
+            return
+        for served in serving.models.values():
+            loaded = served.current
+            err_console.print(
+                f"groundwork serve: {served.ref} (version {loaded.number}, {loaded.predictor.backend}) at "
+                f"{base}/v1/models/{served.name}/predict", highlight=False)
+        err_console.print(f"groundwork serve: API docs at {base}/docs, metrics at {base}/metrics", highlight=False)
+
+    run_server(refs, config=config, options=options, host=host, port=port, workers=workers,
+               log_level=log_level, on_ready=announce)

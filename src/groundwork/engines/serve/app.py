@@ -1,0 +1,401 @@
+"""The serving ASGI app: ``POST /v1/models/{name}/predict`` for each served model, plus health and docs.
+
+The predict route is a raw ASGI hot path (no framework between uvicorn and the
+model): read the body, ``orjson`` it, validate against the signature, hand the rows
+to the model's :class:`~groundwork.engines.serve.batching.DynamicBatcher`, answer
+``{"outputs": [...], "model_version": N}``. Everything else (``/healthz``,
+``/readyz``, ``/metrics``, ``/v1/models``, ``/openapi.json``, ``/docs``) goes through
+a small JSON router. Every error is :func:`groundwork.errors.error_body`; a client's
+mistake is a 4xx (see :mod:`groundwork.engines.serve.validation`), and only a model
+that fails on valid input answers 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from groundwork.config import Config
+from groundwork.core.registry import ModelRef, get_model_version
+from groundwork.engines.serve.batching import BatchError, DynamicBatcher
+from groundwork.engines.serve.metrics import ServeMetrics
+from groundwork.engines.serve.openapi import openapi_document, swagger_html
+from groundwork.engines.serve.sampling import PredictionSampler
+from groundwork.engines.serve.validation import body_not_json, envelope_inputs, too_large
+from groundwork.engines.serve.watcher import AliasWatcher, Loaded, load_version
+from groundwork.errors import GroundworkError, InvalidInput, NotFound, error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_PREFIX = "/v1/models/"
+_SUFFIX = "/predict"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a serving process batches, validates, samples and watches (``groundwork serve`` flags)."""
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 2.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    sample_rate: float = 0.01
+    poll_interval_s: float = 2.0
+    threads: int = 1
+    backend: str = "auto"
+    #: run the model on the event loop instead of a worker thread (for models that take microseconds)
+    inline: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise InvalidInput(f"--max-batch-size must be at least 1, not {self.max_batch_size}")
+        if self.max_wait_ms < 0:
+            raise InvalidInput(f"--max-wait-ms must not be negative, not {self.max_wait_ms}")
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise InvalidInput(f"--sample-rate is a fraction between 0 and 1, not {self.sample_rate}")
+        if self.max_body_bytes < 1024:
+            raise InvalidInput("the body size limit must be at least 1 KiB")
+        if self.threads < 1:
+            raise InvalidInput(f"--threads must be at least 1, not {self.threads}")
+
+
+class ModelFailed(GroundworkError):
+    """The model raised on inputs that passed validation: a server-side fault."""
+
+    headline = "Model failed"
+    http_status = 500
+
+
+class ServedModel:
+    """One model served by this process: the version answering now, its batcher and watcher."""
+
+    def __init__(self, ref: ModelRef, loaded: Loaded, batcher: DynamicBatcher) -> None:
+        self.ref = ref
+        self.name = ref.name
+        self.current = loaded
+        self.batcher = batcher
+        self.watcher: AliasWatcher | None = None
+
+    def describe(self) -> dict[str, Any]:
+        loaded = self.current
+        signature = loaded.predictor.signature or loaded.version.signature
+        return {
+            "name": self.name,
+            "ref": str(self.ref),
+            "version": loaded.number,
+            "flavor": loaded.version.flavor,
+            "backend": loaded.predictor.backend,
+            "signature": signature.to_dict() if signature else None,
+            "loaded_at": loaded.loaded_at,
+            "url": f"{_PREFIX}{self.name}{_SUFFIX}",
+        }
+
+
+class ServingApp:
+    """The ASGI app for one or more models. Loading happens in ``__init__`` (errors surface before binding)."""
+
+    def __init__(self, refs: Sequence[str], *, config: Config | None = None, options: ServeOptions | None = None,
+                 verbose: bool = False) -> None:
+        from groundwork import __version__
+
+        self.config = config or Config.from_env()
+        self.options = options or ServeOptions()
+        self.verbose = verbose
+        self.version = __version__
+        if not refs:
+            raise InvalidInput("name at least one model to serve", hint="groundwork serve digits@production")
+        parsed = [ModelRef.parse(r) for r in refs]
+        names = [p.name for p in parsed]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InvalidInput(f"model {twice[0]!r} is named more than once", hint="serve each model once")
+        self.metrics = ServeMetrics()
+        self.sampler = PredictionSampler(self.config.store_url, self.options.sample_rate)
+        self.models: dict[str, ServedModel] = {}
+        opts = self.options
+        for ref in parsed:
+            version = get_model_version(str(ref), config=self.config)
+            loaded = load_version(version, config=self.config, backend=opts.backend, threads=opts.threads)
+            name = ref.name
+            batcher = DynamicBatcher(
+                max_batch_size=opts.max_batch_size,
+                max_wait_ms=opts.max_wait_ms,
+                inline=opts.inline,
+                on_batch=functools.partial(self._on_batch, name),
+            )
+            self.models[name] = ServedModel(ref, loaded, batcher)
+            self.metrics.served(name, loaded.number)
+        self.ready = False
+        self._openapi: bytes | None = None
+        self._routes: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/v1/models": self._list,
+            "/openapi.json": self._openapi_json,
+            "/docs": self._docs,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        self.sampler.start()
+        for served in self.models.values():
+            watcher = AliasWatcher(
+                served.ref,
+                current=functools.partial(_current_number, served),
+                swap=functools.partial(self.swap, served),
+                config=self.config,
+                interval_s=self.options.poll_interval_s,
+                backend=self.options.backend,
+                threads=self.options.threads,
+            )
+            served.watcher = watcher
+            watcher.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        for served in self.models.values():
+            if served.watcher is not None:
+                await served.watcher.stop()
+            served.batcher.close()
+        await asyncio.to_thread(self.sampler.close)
+
+    def _on_batch(self, name: str, rows: int, requests: int, seconds: float) -> None:
+        self.metrics.batch(name, rows, seconds)
+
+    def swap(self, served: ServedModel, loaded: Loaded) -> None:
+        """Make ``loaded`` answer from now on (one assignment: requests already queued finish on the old one)."""
+        old = served.current
+        served.current = loaded
+        self._openapi = None
+        self.metrics.served(served.name, loaded.number, swapped=True)
+        print(f"groundwork serve: {served.ref} now answers with version {loaded.number} "
+              f"(was {old.number})", file=sys.stderr, flush=True)
+
+    # -- ASGI -----------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.endswith(_SUFFIX) and path.startswith(_PREFIX) and scope["method"] == "POST":
+                served = self.models.get(path[len(_PREFIX):-len(_SUFFIX)])
+                if served is not None:
+                    await self._predict(served, scope, receive, send)
+                    return
+            await self._route(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- the hot path ------------------------------------------------------------------------------------
+    async def _predict(self, served: ServedModel, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        batcher = served.batcher
+        batcher.arriving()
+        loaded = served.current
+        try:
+            body = await self._read_body(scope, receive)
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise body_not_json(str(exc)) from None
+            inputs = envelope_inputs(document)
+            batch, rows = loaded.validator(inputs)
+        except GroundworkError as error:
+            batcher.withdrawn()
+            await self._fail(send, served.name, error)
+            return
+        except _ClientGone:
+            batcher.withdrawn()
+            return
+        except BaseException:  # a bug: do not leave the batcher waiting for this request
+            batcher.withdrawn()
+            raise
+        try:
+            outputs = await batcher.submit(loaded, batch, rows)
+        except BatchError as failure:
+            cause = failure.cause
+            problem = cause if isinstance(cause, GroundworkError) else ModelFailed(
+                f"model {served.name}/{loaded.number} failed on these inputs: "
+                f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}",
+                hint="the inputs matched the signature; this is a problem of the model or its runtime",
+            )
+            await self._fail(send, served.name, problem, kind=None if problem is cause else "model_error")
+            return
+        payload = orjson.dumps({"outputs": outputs, "model_version": loaded.number}, option=_NUMPY,
+                               default=_to_list)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+        elapsed = time.perf_counter() - started
+        self.metrics.answered(served.name, 200, elapsed)
+        self.sampler.offer(served.name, loaded.number, inputs, outputs, elapsed)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.options.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    raise too_large(int(value), limit)
+                break
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise too_large(len(body), limit)
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _fail(self, send: Send, model: str, error: GroundworkError, kind: str | None = None) -> None:
+        status = error.http_status
+        self.metrics.error(model, kind or _ERROR_KINDS.get(status, "bad_request"))
+        self.metrics.answered(model, status, 0.0)
+        await _send_json(send, status, error_body(error))
+
+    # -- everything else -----------------------------------------------------------------------------------
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"].rstrip("/") or "/"
+        method = scope["method"]
+        handler = self._routes.get(path)
+        if handler is None and path.startswith(_PREFIX):
+            rest = path[len(_PREFIX):]
+            name, _, action = rest.partition("/")
+            served = self.models.get(name)
+            if served is None:
+                await _send_error(send, self._unknown_model(name))
+                return
+            if action == "predict":
+                await _send_error(send, _MethodNotAllowed(f"use POST for {path}, not {method}"), [(b"allow", b"POST")])
+                return
+            if action == "" and method in ("GET", "HEAD"):
+                await _send_json(send, 200, served.describe())
+                return
+            handler = None
+        if handler is None:
+            await _send_error(send, NotFound(
+                f"no route {method} {scope['path']}",
+                hint="POST /v1/models/NAME/predict; GET /v1/models, /healthz, /readyz, /metrics, /docs",
+            ))
+            return
+        if method not in ("GET", "HEAD"):
+            await _send_error(send, _MethodNotAllowed(f"use GET for {path}, not {method}"), [(b"allow", b"GET")])
+            return
+        await handler(scope, receive, send)
+
+    def _unknown_model(self, name: str) -> NotFound:
+        from groundwork.errors import ModelNotFound
+
+        served = ", ".join(self.models)
+        return ModelNotFound(f"model {name!r} is not served here (served: {served})",
+                             hint=f"POST to /v1/models/{next(iter(self.models))}/predict, or start the server with it")
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"ok": True})
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        models = {name: served.current.number for name, served in self.models.items()}
+        await _send_json(send, 200 if self.ready else 503, {"ok": self.ready, "models": models})
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body, content_type = await asyncio.to_thread(self.metrics.render)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _list(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"models": [m.describe() for m in self.models.values()]})
+
+    async def _openapi_json(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._openapi is None:
+            models = []
+            for served in self.models.values():
+                loaded = served.current
+                models.append({"name": served.name, "ref": str(served.ref), "version": loaded.number,
+                               "signature": loaded.predictor.signature or loaded.version.signature,
+                               "example": loaded.example})
+            self._openapi = orjson.dumps(openapi_document(models, self.version), default=_to_list)
+        body = self._openapi
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = swagger_html().encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _current_number(served: ServedModel) -> int:
+    return served.current.number
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+class _MethodNotAllowed(GroundworkError):
+    headline = "Method not allowed"
+    http_status = 405
+
+
+_ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "too_large", 422: "unprocessable",
+                500: "model_error"}
+
+
+def _to_list(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+async def _send_json(send: Send, status: int, data: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = orjson.dumps(data, option=_NUMPY, default=_to_list)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: GroundworkError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _send_json(send, error.http_status, error_body(error), headers)

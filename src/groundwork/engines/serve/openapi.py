@@ -1,0 +1,134 @@
+"""The OpenAPI document of a serving process, generated from each model's signature (``/openapi.json``, ``/docs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from groundwork.core.registry import Signature, TensorSpec
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "ok": {"type": "boolean", "const": False},
+        "status": {"type": "integer"},
+        "error": {"type": "string", "description": "The kind of problem."},
+        "message": {"type": "string", "description": "What exactly is wrong."},
+        "hint": {"type": ["string", "null"], "description": "How to fix it."},
+    },
+    "required": ["ok", "status", "error", "message"],
+}
+
+
+def _scalar(dtype: str) -> dict[str, Any]:
+    if dtype == "str":
+        return {"type": "string"}
+    if dtype == "bool":
+        return {"type": "boolean"}
+    if dtype.startswith(("int", "uint")):
+        return {"type": "integer", "format": dtype}
+    return {"type": "number", "format": dtype}
+
+
+def _nested(spec: TensorSpec, dims: tuple[int, ...]) -> dict[str, Any]:
+    schema = _scalar(spec.dtype)
+    for size in reversed(dims):
+        schema = {"type": "array", "items": schema}
+        if size > 0:
+            schema.update(minItems=size, maxItems=size)
+    return schema
+
+
+def input_schema(signature: Signature | None) -> dict[str, Any]:
+    if signature is None or not signature.inputs:
+        return {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                "description": "Rows of numbers (the model declares no signature)."}
+    if signature.columnar:
+        return {
+            "type": "object",
+            "properties": {s.name: _nested(s, s.shape) for s in signature.inputs},
+            "required": [s.name for s in signature.inputs],
+            "additionalProperties": False,
+            "description": "One list of values per column, all of the same length.",
+        }
+    spec = signature.inputs[0]
+    schema = _nested(spec, spec.shape)
+    schema["minItems"] = 1
+    schema["description"] = f"A list of rows: {spec.describe()}."
+    return schema
+
+
+def output_schema(signature: Signature | None) -> dict[str, Any]:
+    if signature is None or not signature.outputs:
+        return {"type": "array", "description": "One output per input row."}
+    spec = signature.outputs[0]
+    schema = _nested(spec, spec.shape)
+    schema["description"] = f"One output per input row: {spec.describe()}."
+    return schema
+
+
+def openapi_document(models: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    """``models``: dicts with name, ref, version, signature (Signature or None), example."""
+    paths: dict[str, Any] = {}
+    errors = {
+        code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for code, text in (
+            ("400", "The body is not JSON, not an object, or has no \"inputs\"."),
+            ("404", "No model of that name is served here."),
+            ("413", "The body is over the size limit."),
+            ("422", "The inputs do not fit the signature (shape, dtype, columns)."),
+        )
+    }
+    for model in models:
+        signature = model["signature"]
+        request: dict[str, Any] = {
+            "type": "object",
+            "properties": {"inputs": input_schema(signature)},
+            "required": ["inputs"],
+        }
+        body: dict[str, Any] = {"schema": request}
+        if model.get("example") is not None:
+            body["example"] = {"inputs": model["example"]}
+        paths[f"/v1/models/{model['name']}/predict"] = {
+            "post": {
+                "summary": f"Predict with {model['ref']} (version {model['version']} now)",
+                "description": (signature.describe() if signature else "No signature recorded.")
+                + " Concurrent requests are batched into one runtime call.",
+                "operationId": f"predict_{model['name']}",
+                "tags": [model["name"]],
+                "requestBody": {"required": True, "content": {"application/json": body}},
+                "responses": {
+                    "200": {
+                        "description": "Predictions, one per input row, and the version that made them.",
+                        "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "properties": {"outputs": output_schema(signature), "model_version": {"type": "integer"}},
+                            "required": ["outputs", "model_version"],
+                        }}},
+                    },
+                    **errors,
+                },
+            }
+        }
+    for path, summary in (("/healthz", "The process is up."), ("/readyz", "Every model is loaded."),
+                          ("/metrics", "Prometheus metrics."), ("/v1/models", "The models served here.")):
+        paths[path] = {"get": {"summary": summary, "tags": ["service"], "responses": {"200": {"description": "OK"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "groundwork serve", "version": version,
+                 "description": "Models served by groundwork: " + ", ".join(m["ref"] for m in models)},
+        "paths": paths,
+        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
+    }
+
+
+def swagger_html(openapi_url: str = "/openapi.json") -> str:
+    """The Swagger UI page (its scripts come from a CDN; /openapi.json works offline)."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>groundwork serve: API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<noscript>The API description is at <a href="{openapi_url}">{openapi_url}</a>.</noscript>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui"}});</script>
+</body></html>
+"""

@@ -1,0 +1,263 @@
+"""Request validation against a model's signature: bad input answers 4xx, never 5xx.
+
+=======  ==========================================================================
+status   when
+=======  ==========================================================================
+400      the body is not JSON, not a JSON object, or has no ``"inputs"`` key
+413      the body is larger than the limit (``--max-body-mb``)
+422      ``inputs`` is JSON but does not fit the signature: wrong shape (row length,
+         nesting), wrong dtype (text or true/false where numbers go), a missing or
+         unknown column, columns of different lengths, no rows at all
+=======  ==========================================================================
+
+Every answer's body is :func:`groundwork.errors.error_body`: ``{"ok": false,
+"status", "error", "message", "hint"}``, where ``message`` names what is wrong
+(``row 3 has 63 values; the model takes 64``).
+
+A :class:`Validator` turns the parsed ``inputs`` of one request into what the
+predictor's ``predict_array`` takes (a NumPy array of rows in the runtime's dtype,
+or a dict of column arrays) plus its row count, so the batcher only concatenates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from groundwork.core.registry import Signature, TensorSpec
+from groundwork.errors import InvalidInput, PayloadTooLarge, UnprocessableInput
+
+_NUMERIC = "iuf"
+_KIND_NAMES = {"U": "text", "S": "text", "O": "mixed values (null, objects or text among numbers)", "b": "true/false"}
+
+
+def body_not_json(detail: str) -> InvalidInput:
+    return InvalidInput(
+        f"the request body is not valid JSON: {detail}",
+        hint='send {"inputs": [[...], ...]} with Content-Type: application/json',
+    )
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is {size} bytes; this server accepts at most {limit} bytes",
+        hint="send fewer rows per request, or start the server with a larger --max-body-mb",
+    )
+
+
+def envelope_inputs(document: Any) -> Any:
+    """``document["inputs"]``, or a 400 saying what the body should look like."""
+    if not isinstance(document, dict):
+        raise InvalidInput(
+            f"the request body must be a JSON object, not {_json_type(document)}",
+            hint='send {"inputs": [[...], ...]} (rows) or {"inputs": {"column": [...]}}',
+        )
+    if "inputs" not in document:
+        keys = ", ".join(repr(k) for k in list(document)[:5]) or "none"
+        raise InvalidInput(
+            f'the request body has no "inputs" key (keys: {keys})',
+            hint='send {"inputs": [[...], ...]} (rows) or {"inputs": {"column": [...]}}',
+        )
+    return document["inputs"]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _unprocessable(message: str, hint: str | None = None) -> UnprocessableInput:
+    return UnprocessableInput(message, hint=hint)
+
+
+class Validator:
+    """Checks one request's ``inputs`` against a signature and converts them for the runtime.
+
+    ``dtype`` is the runtime's preferred input dtype (ONNX graphs usually take float32
+    where the signature, inferred from NumPy data, says float64): numbers are checked
+    as numbers and then cast once.
+    """
+
+    def __init__(self, signature: Signature | None, dtype: np.dtype[Any] | None = None) -> None:
+        self.signature = signature
+        self.columnar = bool(signature and signature.columnar)
+        self.spec: TensorSpec | None = None
+        if signature is not None and not signature.columnar and len(signature.inputs) == 1:
+            self.spec = signature.inputs[0]
+        want = dtype if dtype is not None else (
+            np.dtype(self.spec.dtype) if self.spec is not None and self.spec.dtype != "str" else None)
+        self.dtype: np.dtype[Any] = want if want is not None else np.dtype(np.float64)
+        self.kind = self.dtype.kind
+        self.row_shape = tuple(self.spec.shape[1:]) if self.spec is not None else None
+        self.columns = {s.name or "": s for s in signature.inputs} if self.columnar and signature else {}
+        self._rows_hint = self._describe_rows()
+
+    def _describe_rows(self) -> str:
+        if self.spec is None or self.row_shape is None:
+            return 'send {"inputs": [[...], ...]}: a list of rows of numbers'
+        if len(self.row_shape) == 1 and self.row_shape[0] > 0:
+            return f'send {{"inputs": [[...], ...]}}: a list of rows, each {self.row_shape[0]} numbers'
+        return f"send a list of rows shaped {self.spec.describe()} (N is the number of rows)"
+
+    def __call__(self, inputs: Any) -> tuple[Any, int]:
+        if self.columnar:
+            return self._columns(inputs)
+        return self._rows(inputs)
+
+    # -- one tensor of rows ---------------------------------------------------------------
+    def _rows(self, inputs: Any) -> tuple[np.ndarray[Any, Any], int]:
+        if isinstance(inputs, Mapping):
+            if len(inputs) == 1:
+                inputs = next(iter(inputs.values()))
+            else:
+                raise _unprocessable("this model takes a list of rows, not named columns", self._rows_hint)
+        if not isinstance(inputs, list):
+            raise _unprocessable(f'"inputs" must be a list of rows, not {_json_type(inputs)}', self._rows_hint)
+        if not inputs:
+            raise _unprocessable('"inputs" holds no rows', self._rows_hint)
+        try:
+            arr = np.array(inputs)
+        except (ValueError, OverflowError) as exc:
+            raise self._ragged(inputs, exc) from None
+        kind = arr.dtype.kind
+        if kind not in _NUMERIC and not (kind == "b" and self.kind == "b"):
+            raise _unprocessable(
+                f"inputs must be numbers, but hold {_KIND_NAMES.get(kind, arr.dtype.name)}"
+                + self._first_bad(inputs),
+                self._rows_hint,
+            )
+        if self.row_shape is not None:
+            if arr.ndim != len(self.row_shape) + 1:
+                raise self._rank(arr)
+            for axis, want in enumerate(self.row_shape, start=1):
+                if want > 0 and arr.shape[axis] != want:
+                    if axis == 1:
+                        raise _unprocessable(
+                            f"each row must have {want} values; these rows have {arr.shape[1]}", self._rows_hint)
+                    raise _unprocessable(
+                        f"inputs are shaped {list(arr.shape)}; the model takes {self.spec.describe() if self.spec else '?'}",
+                        self._rows_hint,
+                    )
+        elif arr.ndim < 1:
+            raise _unprocessable('"inputs" must be a list of rows', self._rows_hint)
+        if kind == "f" and self.kind in "iu" and not np.all(np.mod(arr, 1) == 0):
+            raise _unprocessable(f"inputs must be whole numbers (the model takes {self.dtype.name})", self._rows_hint)
+        if arr.dtype != self.dtype:
+            arr = arr.astype(self.dtype)
+        return arr, len(arr)
+
+    def _rank(self, arr: np.ndarray[Any, Any]) -> UnprocessableInput:
+        want = len(self.row_shape or ()) + 1
+        if arr.ndim == want - 1 and want == 2:
+            return _unprocessable(
+                "inputs is a single flat list; the model takes a list of rows",
+                'wrap one row in a list: {"inputs": [[...]]}',
+            )
+        return _unprocessable(
+            f"inputs are nested {arr.ndim} levels deep; the model takes {want} "
+            f"({self.spec.describe() if self.spec else '?'})",
+            self._rows_hint,
+        )
+
+    def _ragged(self, inputs: list[Any], exc: Exception) -> UnprocessableInput:
+        if isinstance(exc, OverflowError):
+            return _unprocessable(f"a number in inputs is out of range: {exc}", self._rows_hint)
+        want = self.row_shape[0] if self.row_shape and self.row_shape[0] > 0 else None
+        lengths = [len(r) if isinstance(r, list) else None for r in inputs]
+        for i, n in enumerate(lengths):
+            if n is None:
+                return _unprocessable(f"row {i} is {_json_type(inputs[i])}, not a list of values", self._rows_hint)
+            if want is not None and n != want:
+                return _unprocessable(f"row {i} has {n} values; the model takes {want}", self._rows_hint)
+        first = lengths[0]
+        for i, n in enumerate(lengths):
+            if n != first:
+                return _unprocessable(f"rows differ in length: row 0 has {first} values, row {i} has {n}", self._rows_hint)
+        return _unprocessable("inputs are ragged: nested lists of different lengths", self._rows_hint)
+
+    def _first_bad(self, inputs: list[Any]) -> str:
+        for i, row in enumerate(inputs[:1000]):
+            values = row if isinstance(row, list) else [row]
+            for j, value in enumerate(values):
+                if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+                    return f" (row {i}, position {j}: {value!r:.40})"
+        return ""
+
+    # -- a table of named columns -----------------------------------------------------------
+    def _columns(self, inputs: Any) -> tuple[dict[str, np.ndarray[Any, Any]], int]:
+        names = ", ".join(self.columns)
+        hint = f'send {{"inputs": {{"column": [values...]}}}} with the columns {names}'
+        if isinstance(inputs, list) and inputs and all(isinstance(r, dict) for r in inputs):
+            inputs = {name: [r.get(name, _MISSING) for r in inputs] for name in {k for r in inputs for k in r}}
+            for name, values in inputs.items():
+                if any(v is _MISSING for v in values):
+                    row = next(i for i, v in enumerate(values) if v is _MISSING)
+                    raise _unprocessable(f"record {row} has no column {name!r}", hint)
+        if not isinstance(inputs, dict):
+            raise _unprocessable(f'"inputs" must map column names to values, not {_json_type(inputs)}', hint)
+        missing = [n for n in self.columns if n not in inputs]
+        if missing:
+            raise _unprocessable(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}", hint)
+        unknown = [n for n in inputs if n not in self.columns]
+        if unknown:
+            raise _unprocessable(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}", hint)
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        length = None
+        for name, spec in self.columns.items():
+            values = inputs[name]
+            if not isinstance(values, list):
+                values = [values]
+            out[name] = self._column(name, spec, values, hint)
+            if length is None:
+                length = len(values)
+            elif len(values) != length:
+                raise _unprocessable(f"columns differ in length: {len(values)} values in {name!r}, {length} before", hint)
+        if not length:
+            raise _unprocessable('"inputs" holds no rows', hint)
+        return out, length
+
+    def _column(self, name: str, spec: TensorSpec, values: list[Any], hint: str) -> np.ndarray[Any, Any]:
+        if spec.dtype == "str":
+            bad = next((v for v in values if not isinstance(v, str)), _MISSING)
+            if bad is not _MISSING:
+                raise _unprocessable(f"column {name!r} takes text, got {bad!r:.40}", hint)
+            return np.array(values, dtype=object)
+        try:
+            arr = np.array(values)
+        except (ValueError, OverflowError):
+            raise _unprocessable(f"column {name!r} holds values of different shapes", hint) from None
+        want = np.dtype(spec.dtype)
+        if arr.dtype.kind not in _NUMERIC and not (arr.dtype.kind == "b" and want.kind == "b"):
+            raise _unprocessable(
+                f"column {name!r} takes {spec.dtype} numbers, but holds {_KIND_NAMES.get(arr.dtype.kind, arr.dtype.name)}",
+                hint,
+            )
+        if arr.ndim != len(spec.shape):
+            raise _unprocessable(f"column {name!r} is shaped {list(arr.shape)}; it takes {spec.describe()}", hint)
+        if arr.dtype.kind == "f" and want.kind in "iu" and not np.all(np.mod(arr, 1) == 0):
+            raise _unprocessable(f"column {name!r} takes whole numbers ({spec.dtype})", hint)
+        return arr.astype(want) if arr.dtype != want else arr
+
+
+_MISSING: Any = object()
+
+
+def concat(parts: list[Any]) -> Any:
+    """One batch from validated request parts (arrays of rows, or dicts of column arrays)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if isinstance(first, dict):
+        return {name: np.concatenate([p[name] for p in parts]) for name in first}
+    return np.concatenate(parts)

@@ -1,0 +1,127 @@
+"""Fixtures for serving tests: a registry with models of every flavor, and real ``groundwork serve`` processes.
+
+``served(*refs, *flags)`` starts ``python -m groundwork serve`` on a free 127.0.0.1 port,
+waits until ``/readyz`` answers 200 (failing early, with the server's log, if it exits),
+and stops it by PID (SIGTERM, then SIGKILL) when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+import groundwork as gw
+from _servers import free_port  # tests/ is on sys.path (tests/conftest.py)
+from groundwork.config import Config
+
+START_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Registry:
+    config: Config
+    x: np.ndarray
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """digits (sklearn LR, ONNX form) v1 promoted to production; mlp (PyTorch); table (DataFrame tree); raw (.onnx)."""
+    import pandas as pd
+    import torch
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeRegressor
+
+    home = tmp_path_factory.mktemp("serve")
+    config = Config(store_url=f"sqlite:///{home / 'meta.db'}", artifacts_url=str(home / "artifacts"))
+    x, y = load_digits(return_X_y=True)
+    lr = LogisticRegression(max_iter=2000).fit(x, y)
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    frame = pd.DataFrame({"a": np.arange(30.0), "b": np.arange(30.0) % 4})
+    tree = DecisionTreeRegressor(random_state=0).fit(frame, frame["a"] - frame["b"])
+    onnx_path = home / "lr.onnx"
+    onnx_path.write_bytes(to_onnx(lr, x[:1].astype(np.float32), options={"zipmap": False}).SerializeToString())
+    with gw.start_run(name="train", config=config, capture_code=False) as run:
+        run.log_model(lr, "digits", example=x[:5])
+        run.log_model(mlp, "mlp", example=x[:4].astype(np.float32))
+        run.log_model(tree, "table", example=frame.head(3))
+        run.log_model(str(onnx_path), "raw", example=x[:3].astype(np.float32))
+    gw.promote_model("digits", 1, alias="production", config=config)
+    return Registry(config, x, home)
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.proc = proc
+        self.log = log
+        self.client = httpx.Client(base_url=url, timeout=60)
+
+    def predict(self, name: str, body: Any) -> httpx.Response:
+        if isinstance(body, (bytes, str)):
+            return self.client.post(f"/v1/models/{name}/predict", content=body)
+        return self.client.post(f"/v1/models/{name}/predict", json=body)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serve_process(config: Config, refs: tuple[str, ...], flags: tuple[str, ...], log_dir: Path) -> Iterator[Server]:
+    port = free_port()
+    log = log_dir / f"serve-{port}.log"
+    env = {**os.environ, **config.child_environ(), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "groundwork", "serve", *refs, "--host", "127.0.0.1", "--port", str(port), *flags],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    server = Server(url, proc, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"groundwork serve exited with {proc.returncode}:\n{server.log_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"groundwork serve did not become ready:\n{server.log_text()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.client.close()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+        proc.wait()
+
+
+@pytest.fixture
+def served(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., contextlib.AbstractContextManager[Server]]]:
+    def start(*refs: str, flags: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Server]:
+        return serve_process(registry.config, refs, flags, tmp_path)
+
+    yield start

@@ -1,0 +1,259 @@
+"""``groundwork serve`` on a real uvicorn (127.0.0.1, free port): predictions, batching, bad input, hot-swap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+import groundwork as gw
+from groundwork.errors import InvalidInput, error_body
+from groundwork.storage.metadata import open_metadata_store
+from groundwork.storage.registry import RegistryStore
+
+from .conftest import Registry, Server, serve_process
+
+ERROR_KEYS = set(error_body(InvalidInput("x")))
+
+
+@pytest.fixture(scope="module")
+def shared(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One server (digits and table, a 0.05 MB body limit) for the many small bad-input tests."""
+    with serve_process(registry.config, ("digits@production", "table"), ("--max-body-mb", "0.05"),
+                       tmp_path_factory.mktemp("shared")) as server:
+        yield server
+
+
+def test_predictions_equal_in_process_predict_for_every_flavor(registry: Registry, served: Any) -> None:
+    import pandas as pd
+
+    x = registry.x
+    frame = pd.DataFrame({"a": [1.0, 5.0, 9.0], "b": [0.0, 1.0, 3.0]})
+    with served("digits@production", "mlp", "table/1", "raw") as server:
+        expected = gw.load_model("digits@production", config=registry.config).predict(x[:40])
+        got = server.predict("digits", {"inputs": x[:40].tolist()}).json()
+        assert got == {"outputs": expected.tolist(), "model_version": 1}
+
+        expected = gw.load_model("mlp", config=registry.config).predict(x[:7].astype(np.float32))
+        got = server.predict("mlp", {"inputs": x[:7].tolist()}).json()
+        np.testing.assert_allclose(got["outputs"], expected, rtol=1e-5, atol=1e-6)
+
+        expected = gw.load_model("table/1", config=registry.config).predict(frame)
+        got = server.predict("table", {"inputs": {"a": [1.0, 5.0, 9.0], "b": [0.0, 1.0, 3.0]}}).json()
+        np.testing.assert_allclose(got["outputs"], expected)
+
+        expected = gw.load_model("raw", config=registry.config).predict(x[:9].astype(np.float32))
+        assert server.predict("raw", {"inputs": x[:9].tolist()}).json()["outputs"] == expected.tolist()
+
+        listing = server.client.get("/v1/models").json()["models"]
+        assert {(m["name"], m["version"], m["backend"]) for m in listing} == {
+            ("digits", 1, "onnxruntime"), ("mlp", 1, "onnxruntime"), ("table", 1, "sklearn"), ("raw", 1, "onnxruntime")}
+
+
+def test_native_backend_serves_the_native_flavor(registry: Registry, served: Any) -> None:
+    x = registry.x
+    with served("digits@production", "mlp", flags=("--backend", "native")) as server:
+        assert {m["backend"] for m in server.client.get("/v1/models").json()["models"]} == {"sklearn", "torch"}
+        native = gw.load_model("digits@production", backend="native", config=registry.config)
+        assert server.predict("digits", {"inputs": x[:25].tolist()}).json()["outputs"] == native.predict(x[:25]).tolist()
+        torch_native = gw.load_model("mlp", backend="native", config=registry.config)
+        got = server.predict("mlp", {"inputs": x[:5].tolist()}).json()["outputs"]
+        np.testing.assert_allclose(got, torch_native.predict(x[:5].astype(np.float32)), rtol=1e-5, atol=1e-6)
+
+
+def test_200_concurrent_requests_each_get_their_own_answer(registry: Registry, served: Any) -> None:
+    x = registry.x
+    expected = gw.load_model("digits@production", config=registry.config).predict(x[:600])
+    # Request i asks for rows [3i, 3i + 1 + i % 3): distinct rows and distinct sizes.
+    spans = [(3 * i, 3 * i + 1 + i % 3) for i in range(200)]
+
+    async def fire(url: str) -> list[Any]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+            async def one(span: tuple[int, int]) -> Any:
+                response = await client.post("/v1/models/digits/predict", json={"inputs": x[span[0]:span[1]].tolist()})
+                assert response.status_code == 200, response.text
+                return response.json()["outputs"]
+
+            return await asyncio.gather(*(one(s) for s in spans))
+
+    with served("digits@production", flags=("--max-batch-size", "64", "--max-wait-ms", "5")) as server:
+        results = asyncio.run(fire(server.url))
+        for (start, end), outputs in zip(spans, results, strict=True):
+            assert outputs == expected[start:end].tolist()
+        metrics = server.client.get("/metrics").text
+    calls = _metric(metrics, 'groundwork_batch_size_rows_count{model="digits"}')
+    rows = _metric(metrics, 'groundwork_batch_size_rows_sum{model="digits"}')
+    assert rows == sum(end - start for start, end in spans)
+    assert calls < len(spans)  # concurrent requests were merged into fewer runtime calls
+
+
+BAD_INPUTS = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "must be a JSON object, not an array"),
+    (b'{"rows": [[1]]}', 400, 'has no "inputs" key'),
+    (json.dumps({"inputs": [[1.0] * 63]}), 422, "each row must have 64 values; these rows have 63"),
+    (json.dumps({"inputs": [[1.0] * 64, [1.0] * 10]}), 422, "row 1 has 10 values; the model takes 64"),
+    (json.dumps({"inputs": [["x"] * 64]}), 422, "inputs must be numbers, but hold text"),
+    (json.dumps({"inputs": [1.0] * 64}), 422, "single flat list"),
+    (json.dumps({"inputs": []}), 422, "holds no rows"),
+    (json.dumps({"inputs": {"a": [1], "b": [2]}}), 422, "not named columns"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_INPUTS, ids=[m for _, _, m in BAD_INPUTS])
+def test_bad_input_gets_the_right_4xx_and_a_clear_message(shared: Server, body: Any, status: int, message: str) -> None:
+    server = shared
+    response = server.predict("digits", body)
+    assert response.status_code == status
+    payload = response.json()
+    assert set(payload) == ERROR_KEYS and payload["ok"] is False and payload["status"] == status
+    assert message in payload["message"] and payload["hint"]
+
+
+def test_columns_missing_or_unknown_are_422(shared: Server) -> None:
+    server = shared
+    response = server.predict("table", {"inputs": {"a": [1.0]}})
+    assert (response.status_code, response.json()["message"]) == (422, "missing column 'b'")
+    response = server.predict("table", {"inputs": {"a": [1.0], "b": [2.0], "c": [3.0]}})
+    assert (response.status_code, response.json()["message"]) == (422, "unknown column 'c'")
+    response = server.predict("table", {"inputs": {"a": ["one"], "b": [2.0]}})
+    assert response.status_code == 422 and "column 'a' takes float64 numbers" in response.json()["message"]
+
+
+def test_size_limit_unknown_model_and_wrong_method(shared: Server) -> None:
+    server = shared
+    big = json.dumps({"inputs": [[1.0] * 64] * 400})  # ~100 KB, over the 0.05 MB limit
+    response = server.predict("digits", big)
+    assert response.status_code == 413 and "accepts at most 52428 bytes" in response.json()["message"]
+    response = server.predict("nope", {"inputs": [[0.0] * 64]})
+    assert response.status_code == 404 and "not served here (served: digits, table)" in response.json()["message"]
+    response = server.client.get("/v1/models/digits/predict")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert server.predict("digits", {"inputs": [[0.0] * 64]}).status_code == 200  # still serving
+
+
+def test_health_metrics_and_docs(shared: Server) -> None:
+    server = shared
+    assert server.client.get("/healthz").json() == {"ok": True}
+    assert server.client.get("/readyz").json() == {"ok": True, "models": {"digits": 1, "table": 1}}
+    server.predict("digits", {"inputs": [[0.0] * 64]})
+    server.predict("digits", b"oops")
+    metrics = server.client.get("/metrics").text
+    for name in ('groundwork_requests_total{model="digits",status="200"}', "groundwork_errors_total",
+                 "groundwork_request_latency_seconds_bucket", "groundwork_batch_size_rows_bucket",
+                 'groundwork_served_version{model="digits"} 1.0'):
+        assert name in metrics
+    spec = server.client.get("/openapi.json").json()
+    rows = spec["paths"]["/v1/models/digits/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert rows["schema"]["properties"]["inputs"]["items"]["minItems"] == 64
+    assert len(rows["example"]["inputs"]) == 5
+    table = spec["paths"]["/v1/models/table/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert table["schema"]["properties"]["inputs"]["required"] == ["a", "b"]
+    docs = server.client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
+
+
+def test_moving_the_alias_under_load_swaps_with_zero_failed_requests(registry: Registry, served: Any) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    config = registry.config
+    x = registry.x
+    y = gw.load_model("digits/1", config=config).predict(x)
+    with gw.start_run(name="retrain", config=config, capture_code=False) as run:
+        first = run.log_model(DecisionTreeClassifier(max_depth=3, random_state=0).fit(x, y), "swap", example=x[:5])
+        second = run.log_model(DecisionTreeClassifier(max_depth=6, random_state=0).fit(x, y), "swap", example=x[:5])
+    gw.promote_model("swap", first.version, alias="production", config=config)
+
+    failures: list[str] = []
+    seen: list[list[int]] = [[] for _ in range(8)]
+    stop = threading.Event()
+
+    def client(index: int, url: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            i = 0
+            while not stop.is_set():
+                rows = x[(index * 7 + i) % 1700:(index * 7 + i) % 1700 + 2].tolist()
+                try:
+                    response = http.post("/v1/models/swap/predict", json={"inputs": rows})
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                else:
+                    seen[index].append(response.json()["model_version"])
+                i += 1
+
+    with served("swap@production", flags=("--poll-interval", "0.2")) as server:
+        threads = [threading.Thread(target=client, args=(i, server.url)) for i in range(8)]
+        for t in threads:
+            t.start()
+        while sum(map(len, seen)) < 200:
+            time.sleep(0.05)
+        gw.promote_model("swap", second.version, alias="production", reason="deeper tree", config=config)
+        deadline = time.monotonic() + 120
+        while not all(s and s[-1] == second.version for s in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = sum(map(len, seen))
+        while sum(map(len, seen)) < after + 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join()
+        log = server.log_text()
+        readyz = server.client.get("/readyz").json()
+    assert failures == []
+    for versions in seen:
+        assert versions[0] == first.version and versions[-1] == second.version
+        switch = versions.index(second.version)
+        assert set(versions[switch:]) == {second.version}  # once switched, never back
+    counts = Counter(v for s in seen for v in s)
+    assert counts[first.version] > 0 and counts[second.version] > 0
+    assert readyz["models"] == {"swap": second.version}
+    assert f"now answers with version {second.version}" in log
+
+
+def test_prediction_samples_are_stored(registry: Registry, served: Any) -> None:
+    x = registry.x
+    with served("raw", flags=("--sample-rate", "1")) as server:
+        for i in range(5):
+            assert server.predict("raw", {"inputs": x[i:i + 1].tolist()}).status_code == 200
+        reg = RegistryStore(open_metadata_store(registry.config.store_url))
+        deadline = time.monotonic() + 60
+        while reg.count_prediction_samples("raw") < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    samples = reg.prediction_samples("raw")
+    assert len(samples) == 5
+    assert samples[-1].inputs == x[:1].tolist() and samples[-1].version == 1
+    assert isinstance(samples[-1].outputs, list) and samples[-1].latency_ms is not None
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_port_and_the_metrics(registry: Registry, served: Any) -> None:
+    x = registry.x
+    with served("digits@production", flags=("--workers", "2")) as server:
+        expected = gw.load_model("digits@production", config=registry.config).predict(x[:50]).tolist()
+        for i in range(50):
+            with httpx.Client(base_url=server.url, timeout=60) as fresh:  # new connections spread over workers
+                assert fresh.post("/v1/models/digits/predict", json={"inputs": x[i:i + 1].tolist()}).json()[
+                    "outputs"] == expected[i:i + 1]
+        metrics = server.client.get("/metrics").text
+    assert _metric(metrics, 'groundwork_requests_total{model="digits",status="200"}') == 50
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name):
+            head, _, value = line.rpartition(" ")
+            if head == name:
+                return float(value)
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
