@@ -1,0 +1,92 @@
+"""``/api/v1/models``: registered models, versions, aliases and alias history; promote a version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from groundwork.core import registry
+from groundwork.server.context import ServerContext, get_context
+from groundwork.server.responses import JSON, check_same_origin, ok
+from groundwork.storage.registry import AliasMove
+
+router = APIRouter(tags=["models"])
+Context = Annotated[ServerContext, Depends(get_context)]
+
+
+class PromoteBody(BaseModel):
+    """Point an alias at a version; ``reason`` is kept in the alias history."""
+
+    version: int = Field(ge=1)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RemoveBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+@router.get("/models", summary="Every registered model with its newest version and aliases")
+def list_models(ctx: Context) -> JSON:
+    return ok({"models": [m.to_dict() for m in registry.list_models(config=ctx.config)]})
+
+
+@router.get("/models/{name}", summary="A model: its versions (with the runs that made them), aliases and history")
+def get_model(ctx: Context, name: str) -> JSON:
+    versions = registry.model_versions(name, config=ctx.config)
+    history = registry.alias_history(name, config=ctx.config)
+    store = ctx.store
+    made_by = {r.id: r for r in store.get_runs([v.run_id for v in versions if v.run_id])}
+    out = []
+    for version in reversed(versions):  # newest first
+        data = version.to_dict()
+        run = made_by.get(version.run_id or "")
+        data["run"] = (
+            {"id": run.id, "name": run.name, "status": run.status, "metrics": run.metrics, "params": run.params}
+            if run
+            else None
+        )
+        out.append(data)
+    aliases: dict[str, int] = {}
+    for version in versions:
+        for alias in version.aliases:
+            aliases[alias] = version.version
+    summary = next((m for m in registry.list_models(config=ctx.config) if m.name == name), None)
+    return ok(
+        {
+            "model": summary.to_dict() if summary else {"name": name},
+            "versions": out,
+            "aliases": dict(sorted(aliases.items())),
+            "history": [_move(h) for h in history],
+        }
+    )
+
+
+@router.post("/models/{name}/aliases/{alias}", summary="Promote: point an alias at a version (recorded in history)")
+def promote(ctx: Context, request: Request, name: str, alias: str, body: PromoteBody) -> JSON:
+    check_same_origin(request.headers, request.headers.get("host"))
+    move = registry.promote(name, body.version, alias, reason=body.reason, config=ctx.config)
+    return ok({"move": _move(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
+
+
+@router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias (recorded in history)")
+def remove_alias(ctx: Context, request: Request, name: str, alias: str, body: RemoveBody | None = None) -> JSON:
+    if body is not None:
+        check_same_origin(request.headers, request.headers.get("host"))
+    elif request.headers.get("origin"):
+        check_same_origin({"content-type": "application/json", **request.headers}, request.headers.get("host"))
+    previous = registry.remove_alias(name, alias, reason=body.reason if body else None, config=ctx.config)
+    return ok({"removed": alias, "was": previous, "aliases": registry.registry_store(ctx.config).aliases(name)})
+
+
+def _move(move: AliasMove) -> dict[str, Any]:
+    return {
+        "id": move.id,
+        "alias": move.alias,
+        "from_version": move.from_version,
+        "to_version": move.to_version,
+        "who": move.who,
+        "changed_at": move.changed_at,
+        "reason": move.reason,
+    }
