@@ -74,6 +74,9 @@ def test_ctrl_c_stops_the_child_and_marks_failed(workspace: Config, tmp_path: Pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "groundwork", "run", "--", sys.executable, str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        # A terminal gives its foreground job the default SIGINT; a shell's background job
+        # (`make test &`) inherits SIGINT ignored, which would make this Ctrl-C a no-op.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
