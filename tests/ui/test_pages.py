@@ -346,8 +346,9 @@ def test_choose_columns_and_sort_by_an_attribute(page: Any, ui_server: UIServer)
     page.click("#columns-button")
     chooser = page.get_by_role("dialog", name="Choose columns")
     expect(chooser.locator('label[data-key="tags.team"]')).to_be_visible()
-    for box in chooser.locator("input[type=checkbox]:checked").all():
-        box.uncheck()
+    checked = chooser.locator("input[type=checkbox]:checked")
+    while checked.count():
+        checked.first.uncheck()
     chooser.get_by_label("Search keys").fill("team")
     expect(chooser.locator('label[data-key="params.lr"]')).to_be_hidden()
     chooser.locator('label[data-key="tags.team"] input').check()
