@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -162,6 +163,11 @@ class ServingApp:
             )
             served.watcher = watcher
             watcher.start()
+        # The loaded models and libraries are tens of thousands of long-lived objects: move them
+        # out of the collector's sight, so a full collection under load takes microseconds, not
+        # the ~20 ms pause (for every request in flight) it costs otherwise.
+        gc.collect()
+        gc.freeze()
         self.ready = True
 
     async def shutdown(self) -> None:
