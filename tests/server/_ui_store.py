@@ -137,35 +137,47 @@ def populate(config: Config, tmp: Path, *, with_model: bool = True) -> Recorded:
     out.numbers = gw.run_pipeline(numbers, params={"n": 5}, executor="inline", config=config, echo=False).run_id
     out.numbers_cached = gw.run_pipeline(numbers, params={"n": 5}, executor="inline", config=config, echo=False).run_id
 
-    report = tmp / "report.json"
-    report.write_text(optimize_report_json())
-    with start_run(name="optimize-digits", kind="optimize", config=config, capture_code=False) as run:
-        run.log_artifact(report, name="report.json", kind="report")
-        run.log_artifact(image, name="speed_vs_quality.png", kind="report")
-        out.optimize = run.id
+    out.optimize = _record_optimize(config, tmp / "optimize", image)
 
     if with_model:
         out.model = _register(config, tmp)
     return out
 
 
-def optimize_report_json() -> str:
-    """A report.json as ``groundwork optimize`` writes it (engines/optimize/report.py)."""
+def _record_optimize(config: Config, out_dir: Path, image: Path) -> str:
+    """An optimize run recorded the way ``groundwork optimize`` records one (engines/optimize/record.py)."""
+    from groundwork.engines.optimize.record import record_report
+    from groundwork.engines.optimize.report import OptimizeReport
+
+    report: OptimizeReport = _optimize_report()
+    report.out_dir = str(out_dir)
+    try:
+        report.write(out_dir)  # report.json, report.md, speed_vs_quality.png (matplotlib)
+    except ImportError:  # no matplotlib: the same files, with a stand-in plot
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(report.to_json())
+        (out_dir / "report.md").write_text(report.to_markdown())
+        (out_dir / "speed_vs_quality.png").write_bytes(image.read_bytes())
+    return record_report(report, config)
+
+
+def _optimize_report() -> Any:
+    """A report as ``groundwork optimize`` makes one (engines/optimize/report.py), three candidates."""
     from groundwork.engines.optimize.report import CandidateResult, OptimizeReport
 
     rows = [
-        CandidateResult("torch-fp32", "torch", "fp32", status="ok", latency_p50_ms=4.0, throughput=2500.0,
-                        speedup=1.0, score=0.981, quality_change=0.0),
-        CandidateResult("ort-int8", "onnxruntime", "int8", status="ok", latency_p50_ms=1.2, throughput=8300.0,
-                        speedup=3.3, score=0.979, quality_change=-0.002),
-        CandidateResult("ort-int8-pruned50", "onnxruntime", "int8", sparsity=0.5, status="over-budget",
-                        latency_p50_ms=0.9, throughput=9800.0, speedup=3.9, score=0.962, quality_change=-0.019),
+        CandidateResult("torch-fp32", "torch", "fp32", status="ok", batch=32, threads=2, latency_p50_ms=4.0, throughput=2500.0,
+                        speedup=1.0, score=0.981, quality_change=0.0, drop=0.0),
+        CandidateResult("ort-int8", "onnxruntime", "int8", status="ok", batch=32, threads=2, latency_p50_ms=1.2, throughput=8300.0,
+                        speedup=3.3, score=0.979, quality_change=-0.002, drop=0.002),
+        CandidateResult("ort-int8-pruned50", "onnxruntime", "int8", sparsity=0.5, status="over-budget", batch=32, threads=2,
+                        latency_p50_ms=0.9, throughput=9800.0, speedup=3.9, score=0.962, quality_change=-0.019, drop=0.019),
     ]
     report = OptimizeReport(model={"name": "digits", "reference": "digits@production"}, metric="accuracy",
                             higher_is_better=True, max_drop=0.01, batch_sizes=[1, 32], objective="throughput",
                             hardware={"cpu_model": "Test CPU"}, rows=rows, baseline="torch-fp32", baseline_score=0.981,
                             chosen="ort-int8", choice_reason="fastest within the quality budget")
-    return report.to_json()
+    return report
 
 
 def _register(config: Config, tmp: Path) -> str | None:

@@ -77,3 +77,12 @@ def test_a_run_named_with_a_slash_or_a_dot_is_still_found(client: TestClient, re
 def test_bad_model_refs_and_overlong_targets_are_400(client: TestClient) -> None:
     assert_error(client.get("/api/v1/lineage", params={"ref": "model:bad name!"}), 400)
     assert_error(client.get("/api/v1/lineage", params={"ref": "x" * 5000}), 400, "too long")
+
+
+def test_artifact_labels_are_short_but_say_something() -> None:
+    from groundwork.server.lineage import _short_name
+
+    assert _short_name("data/train.csv") == "train.csv"
+    assert _short_name("model_dir/") == "model_dir"
+    assert _short_name("models/digits/1") == "digits/1"  # a registered version's folder
+    assert _short_name("train.output") == "train.output"

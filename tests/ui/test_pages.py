@@ -212,6 +212,8 @@ def test_optimize_report(page: Any, ui_server: UIServer) -> None:
     page.wait_for_function("() => document.querySelector('#speed-quality canvas')")
     page.wait_for_timeout(300)
     assert canvas_ink(page, "#speed-quality") > 300
+    # the optimizer's own plot (speed_vs_quality.png, as engines/optimize/record.py stores it)
+    page.wait_for_function("() => [...document.querySelectorAll('#tabpanel img')].some((i) => i.naturalWidth > 100)")
 
 
 def test_keyboard_only(page: Any, ui_server: UIServer) -> None:

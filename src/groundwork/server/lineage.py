@@ -42,8 +42,7 @@ def ui_node(node: LineageNode) -> dict[str, Any]:
                    kind=attrs.get("run_kind"))
     elif node.kind == "artifact":
         name = str(attrs.get("name") or attrs["digest"][:12])
-        out.update(label=name.rstrip("/").rsplit("/", 1)[-1], ref=attrs["digest"], kind=attrs.get("artifact_kind"),
-                   size=attrs.get("size"))
+        out.update(label=_short_name(name), ref=attrs["digest"], kind=attrs.get("artifact_kind"), size=attrs.get("size"))
     elif node.kind == "model":
         out.update(label=f"{attrs['name']} v{attrs['version']}", ref=f"{attrs['name']}/{attrs['version']}",
                    aliases=attrs.get("aliases", []), flavor=attrs.get("flavor"))
@@ -52,6 +51,16 @@ def ui_node(node: LineageNode) -> dict[str, Any]:
     else:
         out.update(label=node.label, ref=None)
     return out
+
+
+def _short_name(name: str) -> str:
+    """The last part of an artifact's path, or the last two when the last says little (``models/digits/1``)."""
+    parts = [p for p in name.split("/") if p]
+    if not parts:
+        return name
+    if len(parts) > 1 and (parts[-1].isdigit() or len(parts[-1]) <= 2):
+        return "/".join(parts[-2:])
+    return parts[-1]
 
 
 def graph_dict(graphs: list[LineageGraph]) -> dict[str, Any]:

@@ -114,7 +114,8 @@ export async function render(main, ctx) {
     const axes = paramKeys.map((key, dim) => {
       const values = runs.map((r) => r.params[key]).filter((v) => v !== undefined);
       const numeric = values.length && values.every((v) => v !== "" && Number.isFinite(Number(v)));
-      return numeric ? { dim, name: key, type: "value", scale: true } : { dim, name: key, type: "category", data: [...new Set(values.concat(["–"]))] };
+      const missing = values.length < runs.length ? ["–"] : [];  // a run without the param sits on "–"
+      return numeric ? { dim, name: key, type: "value", scale: true } : { dim, name: key, type: "category", data: [...new Set(values.concat(missing))] };
     });
     axes.push({ dim: paramKeys.length, name: metric, type: "value", scale: true, nameTextStyle: { fontWeight: "bold" } });
     const data = runs.map((r) => ({
