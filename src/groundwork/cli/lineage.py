@@ -16,12 +16,14 @@ _STYLES = {"run": "bold", "artifact": "cyan"}
 
 @app.command(
     "lineage",
-    epilog="Example:  groundwork lineage out/model.pt   ·   groundwork lineage 3f9a2c --descendants --dot | dot -Tsvg",
+    epilog="Example:  groundwork lineage digits@production   ·   groundwork lineage out/model.pt   ·   "
+    "groundwork lineage 3f9a2c --descendants --dot | dot -Tsvg",
 )
 def lineage_command(
     target: Annotated[
         str,
-        typer.Argument(help="A run id, id prefix or name; an artifact digest or prefix; or a file path."),
+        typer.Argument(help="A run id, id prefix or name; an artifact digest or prefix; a file path; "
+                       "or a model version: NAME@ALIAS, NAME/3."),
     ],
     descendants: Annotated[
         bool, typer.Option("--descendants", "-d", help="What was made from TARGET, instead of what it was made from.")
