@@ -242,6 +242,7 @@ def test_keyboard_only(page: Any, ui_server: UIServer) -> None:
     expect(page.get_by_role("tab", name=re.compile("Charts"))).to_have_attribute("aria-selected", "true")
     expect(page.locator('.chart[data-drawn="true"]').first).to_be_visible()
     page.go_back()
+    expect(page.locator("#compare-selected")).to_have_text("Compare (2)")  # the table is back (its keys with it)
     page.keyboard.press("c")
     expect(page.locator("h1")).to_have_text("Compare runs")
 
