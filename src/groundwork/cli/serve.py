@@ -27,7 +27,7 @@ def serve_command(
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body accepted (413 above).")] = 16.0,
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads per worker.")] = 1,
     backend: Annotated[str, typer.Option("--backend", help="auto (ONNX when there is an ONNX form), onnx, or native.")] = "auto",
-    inline: Annotated[bool, typer.Option("--inline/--threaded", help="Run the model on the event loop (for microsecond models) or in a worker thread.")] = False,
+    inline: Annotated[bool | None, typer.Option("--inline/--threaded", show_default="by the model's speed", help="Run the model on the event loop or in a worker thread (default: inline while its calls take under 0.5 ms).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "warning",
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,

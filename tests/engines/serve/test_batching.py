@@ -31,8 +31,8 @@ async def submit(batcher: DynamicBatcher, model: Any, rows: np.ndarray) -> Any:
     return await batcher.submit(model, rows, len(rows))
 
 
-@pytest.mark.parametrize("inline", [False, True])
-def test_concurrent_requests_share_calls_and_each_gets_its_rows(inline: bool) -> None:
+@pytest.mark.parametrize("inline", [False, True, None])
+def test_concurrent_requests_share_calls_and_each_gets_its_rows(inline: bool | None) -> None:
     async def main() -> None:
         model = Doubler()
         batcher = DynamicBatcher(max_batch_size=32, max_wait_ms=5, inline=inline)
@@ -43,6 +43,50 @@ def test_concurrent_requests_share_calls_and_each_gets_its_rows(inline: bool) ->
         assert sum(model.calls) == sum(len(x) for x in inputs)
         assert len(model.calls) < len(inputs) / 4  # merged: far fewer calls than requests
         assert max(model.calls) <= 32
+        batcher.close()
+
+    asyncio.run(main())
+
+
+class Slow(Doubler):
+    def predict_array(self, batch: Any) -> Any:
+        import time
+
+        time.sleep(0.005)
+        return super().predict_array(batch)
+
+
+class Recording(Doubler):
+    """Remembers whether each call ran on the event loop's thread."""
+
+    def __init__(self, loop_thread: int) -> None:
+        super().__init__()
+        self.loop_thread = loop_thread
+        self.on_loop: list[bool] = []
+
+    def predict_array(self, batch: Any) -> Any:
+        import threading
+
+        self.on_loop.append(threading.get_ident() == self.loop_thread)
+        return super().predict_array(batch)
+
+
+def test_the_automatic_mode_runs_fast_models_inline_and_slow_ones_in_the_thread() -> None:
+    import threading
+
+    async def main() -> None:
+        fast = Recording(threading.get_ident())
+        batcher = DynamicBatcher(max_batch_size=8, max_wait_ms=0, inline=None)
+        assert not batcher.runs_inline  # nothing measured yet: the thread
+        for i in range(40):
+            await submit(batcher, fast, np.full((1, 1), float(i)))
+        # The first call runs in the thread; once measured fast, calls run on the loop (a preempted
+        # call on a busy machine may send a few back to the thread until the average settles).
+        assert fast.on_loop[0] is False and sum(fast.on_loop) >= 30
+        slow = Slow()
+        for _ in range(20):  # a slower version swapped in: the average climbs past the bar
+            await submit(batcher, slow, np.ones((1, 1)))
+        assert batcher.call_s is not None and batcher.call_s > 0.0005 and not batcher.runs_inline
         batcher.close()
 
     asyncio.run(main())

@@ -55,8 +55,8 @@ class ServeOptions:
     poll_interval_s: float = 2.0
     threads: int = 1
     backend: str = "auto"
-    #: run the model on the event loop instead of a worker thread (for models that take microseconds)
-    inline: bool = False
+    #: run the model on the event loop (True), in a worker thread (False), or decide by its speed (None)
+    inline: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
