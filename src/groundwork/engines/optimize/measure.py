@@ -24,10 +24,22 @@ class MeasureSettings:
     latency_seconds: float = 2.0
     throughput_min_runs: int = 3
     throughput_seconds: float = 3.0
+    #: the ``leaders`` fastest candidates within budget are measured again, with the baseline,
+    #: in ``final_rounds`` interleaved rounds (0 = not at all)
+    leaders: int = 3
+    final_rounds: int = 2
 
     @classmethod
     def quick(cls) -> MeasureSettings:
-        return cls(warmup=1, latency_min_runs=5, latency_max_runs=20, latency_seconds=0.2, throughput_min_runs=2, throughput_seconds=0.3)
+        return cls(
+            warmup=1,
+            latency_min_runs=5,
+            latency_max_runs=20,
+            latency_seconds=0.2,
+            throughput_min_runs=2,
+            throughput_seconds=0.3,
+            final_rounds=1,
+        )
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ def resolve_model(model: Any, config: Config | None = None) -> ModelSource:
 def resolve_registry_reference(reference: str, config: Config) -> ModelSource:
     """Resolve ``name@alias`` or ``name/3`` through the model registry.
 
-    A PyTorch version gives its module (``model.pt2`` or ``model.pth`` in the version's
-    folder); any other flavor gives its ONNX form. A reference that names no version
+    A PyTorch version gives its module (``model.pt2``, ``model.torchscript`` or
+    ``model.pth`` in the version's folder); any other flavor gives its ONNX form. A reference that names no version
     raises :class:`ModelNotFound` (from the registry, with its hint).
     """
     from groundwork.core.registry import get_model_version
@@ -100,10 +100,10 @@ def resolve_registry_reference(reference: str, config: Config) -> ModelSource:
     if version.flavor == "pytorch":
         folder = ModelFiles(artifacts, version.artifact_digest).folder()
         registry["folder"] = str(folder)
-        for native in ("model.pt2", "model.pth"):
+        for native in ("model.pt2", "model.torchscript", "model.pth"):
             path = folder / native
             if path.is_file():
-                module = _load_exported(path) if native.endswith(".pt2") else _load_pickled(path)
+                module = _load_native(path)
                 return ModelSource(reference=reference, kind="torch", name=version.name, module=module, registry=registry)
     if version.onnx_digest:
         cache = Path(tempfile.gettempdir()) / "groundwork-optimize-sources"
@@ -118,6 +118,20 @@ def resolve_registry_reference(reference: str, config: Config) -> ModelSource:
         f"model {version.ref} ({version.flavor}) has neither a PyTorch module nor an ONNX form to optimize",
         hint="log a PyTorch model, or a model whose flavor converts to ONNX",
     )
+
+
+def _load_native(path: Path) -> Any:
+    """A registered PyTorch version's module: exported program, TorchScript, or pickled module."""
+    if path.suffix == ".pt2":
+        return _load_exported(path)
+    if path.suffix == ".torchscript":
+        import torch
+
+        try:
+            return torch.jit.load(str(path))  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise InvalidInput(f"cannot load TorchScript module {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    return _load_pickled(path)
 
 
 def _load_pickled(path: Path) -> Any:
