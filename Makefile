@@ -53,6 +53,9 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/pipelines.py
+	$(PY) benchmarks/serving.py --duration 8 --warmup 3
+	$(PY) benchmarks/optimize_cpu.py
+	$(PY) benchmarks/ui.py
 
 clean:
 	rm -rf .groundwork .pytest_cache .mypy_cache .ruff_cache
