@@ -50,7 +50,8 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
-bench: setup
+bench: setup system-deps
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/pipelines.py
 	$(PY) benchmarks/serving.py --duration 8 --warmup 3
