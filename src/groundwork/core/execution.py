@@ -129,13 +129,15 @@ def execute_command(
         ),
         threading.Thread(target=_pump, args=(child.stderr, "stderr", run, False, echo), daemon=True, name="gw-stderr"),
     ]
-    for reader in readers:
-        reader.start()
-
     reason: str | None = None
-    previous_term = _forward_sigterm(child)
+    previous_term: Any = None
+    # Ctrl-C reaches us and the child together, and may land anywhere from here to the
+    # readers' end: wherever it lands, stop the child and record the run as interrupted.
     try:
         try:
+            for reader in readers:
+                reader.start()
+            previous_term = _forward_sigterm(child)
             exit_code = child.wait()
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C)"
@@ -143,8 +145,14 @@ def execute_command(
     finally:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+    if exit_code == -signal.SIGINT:
+        reason = "interrupted (Ctrl-C)"
     for reader in readers:
-        reader.join(timeout=10)
+        try:
+            if reader.ident is not None:  # started
+                reader.join(timeout=10)
+        except KeyboardInterrupt:
+            reason = "interrupted (Ctrl-C)"
     if _terminated.is_set():
         reason = "terminated by SIGTERM"
         _terminated.clear()
