@@ -11,6 +11,10 @@ which is the steadier figure on a shared machine.
     .venv/bin/python benchmarks/serving.py            # the whole matrix, 20 s per cell (~40 min)
     .venv/bin/python benchmarks/serving.py --quick    # LogisticRegression, 1 row, c=1 and 64, 5 s
     .venv/bin/python benchmarks/serving.py --systems groundwork,fastapi --models lr --rows 1 --concurrency 64
+    .venv/bin/python benchmarks/serving.py --models lr --rows 1 --concurrency 64 --repeat 2   # systems take turns
+
+Extra systems (not in the default set): ``groundwork-w2`` (``--workers 2``),
+``groundwork-inline`` and ``groundwork-threaded`` (where the model runs, forced).
 
 Peers live in their own venvs under ``.bench/`` (``benchmarks/_peers.py``); Ray binds
 every interface, so the measurements run inside a loopback-only network namespace
@@ -48,7 +52,8 @@ RAY_REQUIREMENTS = ["ray[serve]==2.60.0", "scikit-learn==1.9.1"]
 WORK = REPO / ".bench" / "serving"
 PEERS = REPO / "benchmarks" / "peers"
 SYSTEMS = ("groundwork", "fastapi", "mlflow", "bentoml", "bentoml-batching", "rayserve")
-EXTRA_SYSTEMS = ("groundwork-w2",)  # groundwork serve --workers 2 (not in the default set)
+# Not in the default set: groundwork serve --workers 2, and with --inline / --threaded forced.
+EXTRA_SYSTEMS = ("groundwork-w2", "groundwork-inline", "groundwork-threaded")
 NETNS_ENV = "GW_BENCH_IN_NETNS"
 READY_TIMEOUT_S = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -176,6 +181,8 @@ def start_system(system: str, kind: str, pythons: dict[str, Path], gw_env: dict[
         workers = "2" if system == "groundwork-w2" else "1"
         cmd = [str(REPO / ".venv" / "bin" / "groundwork"), "serve", f"bench-{kind}@production",
                "--port", str(port), "--workers", workers]
+        if system in ("groundwork-inline", "groundwork-threaded"):
+            cmd.append("--" + system.split("-")[1])
         env, cwd, url, extract = quiet_env(**gw_env), REPO, f"{url_base}/v1/models/bench-{kind}/predict", "outputs"
     elif system == "fastapi":
         cmd = [str(REPO / ".venv" / "bin" / "uvicorn"), "serving_fastapi:app", "--host", "127.0.0.1",
