@@ -41,6 +41,13 @@ class Config:
     token: str | None = None
     ray_address: str | None = None
 
+    def __post_init__(self) -> None:
+        # Relative local locations are pinned to the directory the Config was made in:
+        # `groundwork reproduce` and pipeline workers run code in other directories, and
+        # must still find the same store and artifacts.
+        object.__setattr__(self, "store_url", _absolute_sqlite_url(self.store_url))
+        object.__setattr__(self, "artifacts_url", _absolute_local_path(self.artifacts_url))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str | None) -> Config:
         """Settings from the environment, then ``overrides`` (flags) on top.
@@ -71,3 +78,22 @@ class Config:
             if value is not None:
                 out[var] = value
         return out
+
+
+def _absolute_sqlite_url(url: str) -> str:
+    """``sqlite:///rel/path`` -> ``sqlite:////abs/path``; other URLs unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix):]
+    path, sep, query = rest.partition("?")
+    if not path or path.startswith("/") or path == ":memory:":
+        return url
+    return prefix + os.path.abspath(os.path.expanduser(path)) + sep + query
+
+
+def _absolute_local_path(url: str) -> str:
+    """A plain relative folder -> an absolute one; ``scheme://`` URLs unchanged."""
+    if "://" in url or not url:
+        return url
+    return os.path.abspath(os.path.expanduser(url))

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +15,14 @@ from groundwork.config import Config
 
 
 @pytest.mark.slow
-def test_demo_records_caches_traces_and_reproduces(workspace: Config) -> None:
+def test_demo_records_caches_traces_and_reproduces(workspace: Config, tmp_path: Path) -> None:
+    # Relative locations, as the defaults are (./.groundwork/...): reproduce and the
+    # pipeline workers run in other directories and must still find this store.
+    relative = {"GROUNDWORK_STORE": "sqlite:///gw/meta.db", "GROUNDWORK_ARTIFACTS": "gw/artifacts"}
+    assert Config.from_env(relative) == workspace  # workspace's home is tmp_path/gw, the cwd is tmp_path
     result = subprocess.run(
         [sys.executable, "-m", "groundwork", "demo", "--epochs", "2"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, **workspace.child_environ()},
+        capture_output=True, text=True, timeout=900, env={**os.environ, **relative}, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout + result.stderr  # progress displays go to stderr

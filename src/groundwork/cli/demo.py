@@ -146,7 +146,7 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
 
     model = DigitClassifier().eval()
     with torch.no_grad():
-        accuracy = float((model(torch.from_numpy(x)).numpy() == labels).mean())
+        accuracy = float((model(torch.from_numpy(np.array(x))).numpy() == labels).mean())
 
     artifacts = artifact_store_for(config)
     with tempfile.TemporaryDirectory(prefix="gw-demo-") as tmp, \
