@@ -164,58 +164,25 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
 
 def serve_once(config: Config, raw_test: Any) -> None:
     """Start ``groundwork serve digits@production`` on a free 127.0.0.1 port, ask it once, stop it by PID."""
-    import os
-    import signal
-    import socket
-    import subprocess
     import tempfile
-    import time
 
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "groundwork", "serve", "digits@production", "--host", "127.0.0.1",
-               "--port", str(port)]
-    console.print(f"$ groundwork serve digits@production --host 127.0.0.1 --port {port}", highlight=False)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **config.child_environ()})
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise DemoFailed(f"groundwork serve exited with {proc.returncode}: "
-                                     f"{log.read().decode(errors='replace').strip()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise DemoFailed("groundwork serve did not become ready within 180 s")
-                time.sleep(0.2)
-            row = raw_test.drop(columns=["label"]).iloc[:1].to_numpy().tolist()
-            console.print(f"$ curl -d '{{\"inputs\": [[{', '.join(f'{v:g}' for v in row[0][:6])}, ...]]}}' "
-                          f"{url}/v1/models/digits/predict", highlight=False)
-            response = httpx.post(f"{url}/v1/models/digits/predict", json={"inputs": row}, timeout=60)
-            if response.status_code != 200:
-                raise DemoFailed(f"the server answered {response.status_code}: {response.text}")
-            console.print(response.text, highlight=False)
-            answer = response.json()
-            console.print(f"served prediction: digit {answer['outputs'][0]} (true label {int(raw_test['label'].iloc[0])}), "
-                          f"model version {answer['model_version']}", highlight=False)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                if proc.poll() is not None:
-                    break
-                os.kill(proc.pid, sig)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    continue
-            proc.wait()
+    from groundwork.engines.serve import serve_subprocess
+
+    with tempfile.TemporaryDirectory() as tmp, serve_subprocess(
+        ["digits@production"], config=config, log_path=Path(tmp) / "serve.log", ready_timeout_s=180
+    ) as (url, proc):
+        port = url.rsplit(":", 1)[1]
+        console.print(f"$ groundwork serve digits@production --host 127.0.0.1 --port {port}", highlight=False)
+        row = raw_test.drop(columns=["label"]).iloc[:1].to_numpy().tolist()
+        console.print(f"$ curl -d '{{\"inputs\": [[{', '.join(f'{v:g}' for v in row[0][:6])}, ...]]}}' "
+                      f"{url}/v1/models/digits/predict", highlight=False)
+        response = httpx.post(f"{url}/v1/models/digits/predict", json={"inputs": row}, timeout=60)
+        if response.status_code != 200:
+            raise DemoFailed(f"the server answered {response.status_code}: {response.text}")
+        console.print(response.text, highlight=False)
+        answer = response.json()
+        console.print(f"served prediction: digit {answer['outputs'][0]} (true label {int(raw_test['label'].iloc[0])}), "
+                      f"model version {answer['model_version']}", highlight=False)
     console.print(f"server stopped (pid {proc.pid})", highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -118,7 +119,7 @@ def promote_command(
 
     move = promote(name, version, alias, reason=reason, config=make_config(store, artifacts))
     if json_out:
-        print_json(_move_dict(move))
+        print_json(dataclasses.asdict(move))
         return
     if move.from_version == move.to_version:
         console.print(f"{name}@{alias} already points at version {version}; nothing changed.")
@@ -155,7 +156,7 @@ def history_command(
 
     moves = alias_history(name, alias, config=make_config(store, artifacts))
     if json_out:
-        print_json([_move_dict(m) for m in moves])
+        print_json([dataclasses.asdict(m) for m in moves])
         return
     if not moves:
         console.print(f"No alias of {name} has moved yet. Promote a version with: groundwork models promote {name} 1")
@@ -171,15 +172,3 @@ def history_command(
             m.reason or "",
         )
     console.print(table)
-
-
-def _move_dict(move: Any) -> dict[str, Any]:
-    return {
-        "name": move.name,
-        "alias": move.alias,
-        "from_version": move.from_version,
-        "to_version": move.to_version,
-        "who": move.who,
-        "changed_at": move.changed_at,
-        "reason": move.reason,
-    }

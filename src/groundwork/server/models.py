@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -10,7 +11,6 @@ from pydantic import BaseModel, Field
 from groundwork.core import registry
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, check_same_origin, ok
-from groundwork.storage.registry import AliasMove
 
 router = APIRouter(tags=["models"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -58,7 +58,7 @@ def get_model(ctx: Context, name: str) -> JSON:
             "model": summary.to_dict() if summary else {"name": name},
             "versions": out,
             "aliases": dict(sorted(aliases.items())),
-            "history": [_move(h) for h in history],
+            "history": [dataclasses.asdict(h) for h in history],
         }
     )
 
@@ -67,7 +67,7 @@ def get_model(ctx: Context, name: str) -> JSON:
 def promote(ctx: Context, request: Request, name: str, alias: str, body: PromoteBody) -> JSON:
     check_same_origin(request.headers, request.headers.get("host"))
     move = registry.promote(name, body.version, alias, reason=body.reason, config=ctx.config)
-    return ok({"move": _move(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
+    return ok({"move": dataclasses.asdict(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
 
 
 @router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias (recorded in history)")
@@ -78,15 +78,3 @@ def remove_alias(ctx: Context, request: Request, name: str, alias: str, body: Re
         check_same_origin({"content-type": "application/json", **request.headers}, request.headers.get("host"))
     previous = registry.remove_alias(name, alias, reason=body.reason if body else None, config=ctx.config)
     return ok({"removed": alias, "was": previous, "aliases": registry.registry_store(ctx.config).aliases(name)})
-
-
-def _move(move: AliasMove) -> dict[str, Any]:
-    return {
-        "id": move.id,
-        "alias": move.alias,
-        "from_version": move.from_version,
-        "to_version": move.to_version,
-        "who": move.who,
-        "changed_at": move.changed_at,
-        "reason": move.reason,
-    }

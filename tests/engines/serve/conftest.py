@@ -8,11 +8,7 @@ and stops it by PID (SIGTERM, then SIGKILL) when the block ends.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +19,8 @@ import numpy as np
 import pytest
 
 import groundwork as gw
-from _servers import free_port  # tests/ is on sys.path (tests/conftest.py)
 from groundwork.config import Config
+from groundwork.engines.serve import serve_subprocess
 
 START_TIMEOUT_S = 120.0
 
@@ -83,40 +79,16 @@ class Server:
 
 @contextlib.contextmanager
 def serve_process(config: Config, refs: tuple[str, ...], flags: tuple[str, ...], log_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    log = log_dir / f"serve-{port}.log"
-    env = {**os.environ, **config.child_environ(), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "groundwork", "serve", *refs, "--host", "127.0.0.1", "--port", str(port), *flags],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, proc, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"groundwork serve exited with {proc.returncode}:\n{server.log_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"groundwork serve did not become ready:\n{server.log_text()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        server.client.close()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=20)
-        proc.wait()
+    log = log_dir / f"serve-{len(list(log_dir.glob('serve-*.log')))}.log"
+    with serve_subprocess(refs, config=config, log_path=log, flags=flags, ready_timeout_s=START_TIMEOUT_S) as (
+        url,
+        proc,
+    ):
+        server = Server(url, proc, log)
+        try:
+            yield server
+        finally:
+            server.client.close()
 
 
 @pytest.fixture

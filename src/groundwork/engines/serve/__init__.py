@@ -19,7 +19,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,7 +31,7 @@ from typing import Any
 
 from groundwork.config import Config
 from groundwork.engines.serve.app import ServeOptions, ServingApp
-from groundwork.errors import InvalidInput
+from groundwork.errors import GroundworkError, InvalidInput
 
 #: How ``--workers N`` hands the served references and options to each worker process.
 WORKER_ENV = "GROUNDWORK_SERVE_SPEC"
@@ -116,7 +119,8 @@ def background_server(
 ) -> Iterator[str]:
     """Serve ``refs`` from a thread of this process while the block runs; yields the base URL.
 
-    ``port=0`` picks a free port. Used by ``groundwork demo`` and the tests.
+    ``port=0`` picks a free port. (For a separate ``groundwork serve`` process, see
+    :func:`serve_subprocess`.)
     """
     import uvicorn
 
@@ -142,26 +146,69 @@ def background_server(
         sock.close()
 
 
-def predict_example_over_http(ref: str, *, config: Config, options: ServeOptions | None = None) -> dict[str, Any]:
-    """Serve ``ref`` briefly and POST its stored example rows: what ``groundwork demo`` shows.
+class ServerNotStarted(GroundworkError):
+    """A ``groundwork serve`` process exited, or never answered ``/readyz``."""
 
-    Returns ``{"url": ..., "request": {"inputs": rows}, "response": {"outputs": ..., "model_version": N}}``.
+    headline = "Model server did not start"
+
+
+@contextlib.contextmanager
+def serve_subprocess(
+    refs: Sequence[str],
+    *,
+    config: Config,
+    log_path: str | os.PathLike[str],
+    flags: Sequence[str] = (),
+    ready_timeout_s: float = 120.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``groundwork serve REFS`` as a child on a free 127.0.0.1 port while the block runs.
+
+    Yields ``(base_url, process)`` once ``/readyz`` answers 200; raises
+    :class:`ServerNotStarted` with the end of the server's log if it exits first or
+    times out. Stops the child by PID afterwards (SIGTERM, then SIGKILL). Used by
+    ``groundwork demo`` and the serving tests.
     """
     import httpx
 
-    from groundwork.core.registry import ModelRef, get_model_version
-    from groundwork.engines.flavors import input_example
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "groundwork", "serve", *refs, "--host", "127.0.0.1", "--port", str(port), *flags]
+    env = {**os.environ, **config.child_environ(), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
-    version = get_model_version(ref, config=config)
-    rows = input_example(version, config=config)
-    if rows is None:
-        raise InvalidInput(f"{version.ref} was logged without an example", hint="log it with example=rows")
-    name = ModelRef.parse(ref).name
-    with background_server([ref], config=config, options=options) as url:
-        endpoint = f"{url}/v1/models/{name}/predict"
-        response = httpx.post(endpoint, json={"inputs": rows}, timeout=60)
-    return {"url": endpoint, "request": {"inputs": rows}, "response": response.json(), "status": response.status_code}
+    def log_tail() -> str:
+        with open(log_path, "rb") as fh:
+            return fh.read().decode(errors="replace").strip()[-3000:]
+
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise ServerNotStarted(f"groundwork serve exited with {proc.returncode}:\n{log_tail()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerNotStarted(
+                    f"groundwork serve did not become ready within {ready_timeout_s:g} s:\n{log_tail()}"
+                )
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+        proc.wait()
 
 
-__all__ = ["ServeOptions", "ServingApp", "app_from_environment", "background_server", "predict_example_over_http",
-           "run_server"]
+__all__ = ["ServeOptions", "ServerNotStarted", "ServingApp", "app_from_environment", "background_server",
+           "run_server", "serve_subprocess"]
