@@ -6,22 +6,23 @@
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
-STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 # Ray binds every interface whatever it is told, so tests run in a loopback-only network namespace.
 NETNS   = unshare -n bash -c 'ip link set lo up && exec "$$@"' _
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test test-fast lint typecheck bench clean
+.PHONY: setup system-deps demo test test-fast lint typecheck bench clean constraints
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@echo "==> creating $(VENV) and installing groundwork with all extras"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned to the CPU build 2.13.0 (pip takes it from local disk here).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[all,dev]"
+	# Exact versions from constraints.txt; pyproject.toml holds the compatible ranges users get.
+	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -35,7 +36,7 @@ system-deps:
 demo: setup
 	$(VENV)/bin/groundwork demo
 
-test: setup system-deps
+test: setup system-deps lint
 	@if $(NETNS) true 2>/dev/null; then \
 		$(NETNS) $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS); \
 	else \
@@ -57,6 +58,13 @@ bench: setup system-deps
 	$(PY) benchmarks/serving.py --duration 8 --warmup 3
 	$(PY) benchmarks/optimize_cpu.py
 	$(PY) benchmarks/ui.py
+
+# Re-pin constraints.txt to what the venv has now (after changing a range in pyproject.toml).
+constraints: setup
+	{ echo "# Exact versions that 'make setup' and CI install (pip install -c constraints.txt)."; \
+	  echo "# pyproject.toml keeps compatible ranges for users; regenerate with: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^groundwork'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf .groundwork .pytest_cache .mypy_cache .ruff_cache
