@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import click
 import typer
+from typer.exceptions import TyperException
 
 from groundwork.cli._app import app, err_console
 from groundwork.errors import GroundworkError, InvalidFilter
@@ -41,13 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GroundworkError as exc:
         _print_error(exc)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    # typer ships its own copy of click: its exceptions are typer.Exit, typer.Abort and
+    # subclasses of TyperException (usage errors: usage line + message, exit 2). The
+    # click package's own are caught too, for commands built on plain click.
+    except (typer.Exit, click.exceptions.Exit) as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, click.exceptions.Abort):
         err_console.print("Aborted.", highlight=False)
         code = 130
-    except click.ClickException as exc:
-        exc.show()
+    except (TyperException, click.ClickException) as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"Error: {exc}", highlight=False)
         code = exc.exit_code
     except KeyboardInterrupt:
         err_console.print("Interrupted.", highlight=False)

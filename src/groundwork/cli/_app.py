@@ -30,6 +30,28 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from groundwork import __version__
+
+        print(f"groundwork {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """groundwork: every training run recorded and reproducible, cached pipelines, lineage,
+    CPU-optimized models and serving.
+
+    Example:  groundwork run --param lr=0.01 -- python train.py
+    """
+
+
 def _width(stream: object) -> int | None:
     """Rich's width: $GROUNDWORK_WIDTH, else the terminal's, else 200 when piped.
 

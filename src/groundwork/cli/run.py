@@ -43,6 +43,9 @@ def run_command(
     argv = list(ctx.args)
     if argv and argv[0] == "--":
         argv = argv[1:]
+    elif argv and argv[0].startswith("-"):
+        # Before the command (and without --), an unknown option is a typo of ours, not the command.
+        ctx.fail(f"No such option: {argv[0]} (put the command after --)")
     config = make_config(store, artifacts)
     result = execute_command(
         argv,
