@@ -176,8 +176,8 @@ def test_lineage_tree_json_dot_and_descendants(workspace: Config, pipe: str, cap
 
     assert main(["lineage", numbers["run_id"], "--descendants", "--json"]) == 0
     graph = json.loads(capsys.readouterr().out)
-    assert graph["direction"] == "descendants"
-    assert {n["attrs"].get("name") for n in graph["nodes"] if n["kind"] == "run"} == {"numbers", "total"}
+    assert graph["direction"] == "down"
+    assert {n["attrs"].get("name") for n in graph["nodes"] if n["type"] == "run"} == {"numbers", "total"}
 
     assert main(["lineage", report["run_id"], "--dot"]) == 0
     assert capsys.readouterr().out.startswith("digraph lineage {")

@@ -73,8 +73,9 @@ def test_ancestry_of_a_pipeline_output_reaches_every_step(workspace: Config) -> 
     assert "made by step evaluate" in text and "made by step ingest" in text
 
     data = json.loads(graph.to_json())
-    assert data["direction"] == "ancestors" and data["root"] == f"artifact:{final}"
-    assert {n["kind"] for n in data["nodes"]} == {"run", "artifact"}
+    assert data["direction"] == "up" and data["root"] == f"artifact:{final}"
+    assert {n["type"] for n in data["nodes"]} == {"run", "artifact"}
+    assert all(n["ref"] and n["label"] for n in data["nodes"])
     dot = graph.to_dot()
     assert dot.startswith("digraph lineage {") and f'"artifact:{final}"' in dot and "->" in dot
 

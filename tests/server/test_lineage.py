@@ -29,6 +29,9 @@ def test_ancestry_is_the_clis_graph(client: TestClient, recorded: Recorded) -> N
     cli = lineage(recorded.train[0], config=client.app.state.groundwork.config).to_dict()  # type: ignore[attr-defined]
     assert {n["id"] for n in graph["nodes"]} == {n["id"] for n in cli["nodes"]}
     assert {(e["source"], e["target"]) for e in graph["edges"]} == {(e["source"], e["target"]) for e in cli["edges"]}
+    # one JSON shape per node for the CLI's --json and the API
+    assert sorted(graph["nodes"], key=lambda n: n["id"]) == sorted(cli["nodes"], key=lambda n: n["id"])
+    assert graph["direction"] == cli["direction"] == "up"
     assert "confusion.png" not in _names(graph)  # an output: a descendant, not an ancestor
 
 
@@ -80,7 +83,7 @@ def test_bad_model_refs_and_overlong_targets_are_400(client: TestClient) -> None
 
 
 def test_artifact_labels_are_short_but_say_something() -> None:
-    from groundwork.server.lineage import _short_name
+    from groundwork.core.lineage import _short_name
 
     assert _short_name("data/train.csv") == "train.csv"
     assert _short_name("model_dir/") == "model_dir"

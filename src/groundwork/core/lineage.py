@@ -66,7 +66,38 @@ class LineageNode:
     attrs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "label": self.label, "attrs": self.attrs}
+        """The one JSON shape of a node, for ``groundwork lineage --json`` and ``/api/v1/lineage``.
+
+        ``type`` is the node's kind (run, artifact, model, alias, or a provider's); ``title``
+        the full label; ``label`` a short one; ``ref`` what ``groundwork show`` / ``models show``
+        / ``artifacts get`` accept for it; ``kind`` the run's or artifact's own kind, where it has one.
+        """
+        attrs = self.attrs
+        out: dict[str, Any] = {"id": self.id, "type": self.kind, "title": self.label, "label": self.label,
+                               "ref": None, "attrs": attrs}
+        if self.kind == "run":
+            out.update(label=attrs.get("name") or self.id[4:16], ref=attrs.get("run_id"), status=attrs.get("status"),
+                       kind=attrs.get("run_kind"))
+        elif self.kind == "artifact":
+            name = str(attrs.get("name") or attrs.get("digest", "")[:12])
+            out.update(label=_short_name(name), ref=attrs.get("digest"), kind=attrs.get("artifact_kind"),
+                       size=attrs.get("size"))
+        elif self.kind == "model" and "name" in attrs and "version" in attrs:
+            out.update(label=f"{attrs['name']} v{attrs['version']}", ref=f"{attrs['name']}/{attrs['version']}",
+                       aliases=attrs.get("aliases", []), flavor=attrs.get("flavor"))
+        elif self.kind == "alias" and "name" in attrs and "alias" in attrs:
+            out.update(label=f"{attrs['name']}@{attrs['alias']}", ref=f"{attrs['name']}@{attrs['alias']}")
+        return out
+
+
+def _short_name(name: str) -> str:
+    """The last part of an artifact's path, or the last two when the last says little (``models/digits/1``)."""
+    parts = [p for p in name.split("/") if p]
+    if not parts:
+        return name
+    if len(parts) > 1 and (parts[-1].isdigit() or len(parts[-1]) <= 2):
+        return "/".join(parts[-2:])
+    return parts[-1]
 
 
 @dataclass(frozen=True)
@@ -79,7 +110,8 @@ class LineageEdge:
     label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "relation": self.relation, "label": self.label}
+        return {"source": self.source, "target": self.target, "relation": self.relation,
+                "label": self.label or self.relation}
 
 
 class LineageContext:
@@ -404,7 +436,7 @@ class LineageGraph:
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root.id,
-            "direction": "ancestors" if self.direction == UP else "descendants",
+            "direction": "up" if self.direction == UP else "down",
             "nodes": [n.to_dict() for n in self.nodes.values()],
             "edges": [e.to_dict() for e in self.edges],
             "truncated": self.truncated,

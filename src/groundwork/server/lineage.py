@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 import groundwork.core.registry  # noqa: F401  (registers model versions and aliases as lineage nodes)
-from groundwork.core.lineage import LineageGraph, LineageNode, TargetNotFound, lineage
+from groundwork.core.lineage import LineageGraph, TargetNotFound, lineage
 from groundwork.core.registry import ModelRef
 from groundwork.errors import InvalidInput, RunNotFound
 from groundwork.server.context import ServerContext, get_context
@@ -33,49 +33,15 @@ _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 _VERSION_REF = re.compile(r"^.+/\d+$")
 
 
-def ui_node(node: LineageNode) -> dict[str, Any]:
-    """A core lineage node with the fields the UI draws and links by."""
-    attrs = node.attrs
-    out: dict[str, Any] = {"id": node.id, "type": node.kind, "title": node.label, "attrs": attrs}
-    if node.kind == "run":
-        out.update(label=attrs.get("name") or node.id[4:16], ref=attrs.get("run_id"), status=attrs.get("status"),
-                   kind=attrs.get("run_kind"))
-    elif node.kind == "artifact":
-        name = str(attrs.get("name") or attrs["digest"][:12])
-        out.update(label=_short_name(name), ref=attrs["digest"], kind=attrs.get("artifact_kind"), size=attrs.get("size"))
-    elif node.kind == "model":
-        out.update(label=f"{attrs['name']} v{attrs['version']}", ref=f"{attrs['name']}/{attrs['version']}",
-                   aliases=attrs.get("aliases", []), flavor=attrs.get("flavor"))
-    elif node.kind == "alias":
-        out.update(label=f"{attrs['name']}@{attrs['alias']}", ref=f"{attrs['name']}@{attrs['alias']}")
-    else:
-        out.update(label=node.label, ref=None)
-    return out
-
-
-def _short_name(name: str) -> str:
-    """The last part of an artifact's path, or the last two when the last says little (``models/digits/1``)."""
-    parts = [p for p in name.split("/") if p]
-    if not parts:
-        return name
-    if len(parts) > 1 and (parts[-1].isdigit() or len(parts[-1]) <= 2):
-        return "/".join(parts[-2:])
-    return parts[-1]
-
-
 def graph_dict(graphs: list[LineageGraph]) -> dict[str, Any]:
     """One UI graph from one or two core graphs (ancestry and descendants share the root)."""
     nodes: dict[str, dict[str, Any]] = {}
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
     for graph in graphs:
         for node in graph.nodes.values():
-            nodes.setdefault(node.id, ui_node(node))
+            nodes.setdefault(node.id, node.to_dict())
         for edge in graph.edges:
-            edges.setdefault(
-                (edge.source, edge.target, edge.relation),
-                {"source": edge.source, "target": edge.target, "relation": edge.relation,
-                 "label": edge.label or edge.relation},
-            )
+            edges.setdefault((edge.source, edge.target, edge.relation), edge.to_dict())
     return {"root": graphs[0].root.id, "nodes": list(nodes.values()), "edges": list(edges.values()),
             "truncated": any(g.truncated for g in graphs), "direction": graphs[0].direction if len(graphs) == 1 else "both"}
 
