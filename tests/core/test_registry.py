@@ -73,7 +73,7 @@ def test_references_resolve_alias_number_and_latest(config: Config, digits: Any)
         ("digts", ModelNotFound, "no model named 'digts'", "did you mean 'digits'"),
         ("digits@staging", ModelNotFound, "has no alias 'staging' (aliases: production -> 1)",
          "groundwork models promote digits VERSION --alias staging"),
-        ("digits/9", ModelNotFound, "has no version 9 (versions: 1..1)", "groundwork models show digits"),
+        ("digits/9", ModelNotFound, "has no version 9 (versions: 1)", "groundwork models show digits"),
         ("digits/x", InvalidInput, "is not a version number", "NAME@ALIAS"),
         ("bad name", InvalidInput, "not a valid model name", "letters, digits"),
         ("digits@1abc", InvalidInput, "not a valid alias", "starts with a letter"),

@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from groundwork._text import plural
 from groundwork.cli._app import (
     ArtifactsOption,
     JsonOption,
@@ -194,7 +195,7 @@ def run_and_show(
     started = time.perf_counter()
     if not json_out:
         err_console.print(
-            f"[bold]pipeline {pipeline.name}[/] · {len(graph)} steps · executor {executor}"
+            f"[bold]pipeline {pipeline.name}[/] · {plural(len(graph), 'step')} · executor {executor}"
             + ("" if cache else " · cache off"),
             highlight=False,
         )

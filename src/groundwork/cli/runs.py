@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from groundwork._text import plural
 from groundwork.cli._app import ArtifactsOption, JsonOption, StoreOption, app, console, make_config
 
 STATUS_STYLES = {
@@ -211,7 +212,7 @@ def _run_panel(run: Any) -> Panel:
             table.add_column("digest", style="dim")
             table.add_column("size", justify="right")
             for link in links:
-                size = f"{link.size:,} B" + (f" in {link.file_count} files" if link.is_dir else "")
+                size = f"{link.size:,} B" + (f" in {plural(link.file_count, 'file')}" if link.is_dir else "")
                 table.add_row(link.name, link.kind, link.digest[:16], size)
             parts.append(table)
     if run.error:

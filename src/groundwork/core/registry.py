@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from groundwork._text import number_span
 from groundwork.config import Config
 from groundwork.core.flavors import flavor_for
 from groundwork.errors import InvalidInput, ModelNotFound
@@ -432,9 +433,8 @@ def resolve_row(reg: RegistryStore, ref: str | ModelRef) -> VersionRow:
         if reg.get_model(name) is None:
             raise _unknown_model(reg, name)
         numbers = reg.version_numbers(name)
-        span = f"{numbers[0]}..{numbers[-1]}" if numbers else "none"
         raise ModelNotFound(
-            f"model {name!r} has no version {version} (versions: {span})",
+            f"model {name!r} has no version {version} (versions: {number_span(numbers)})",
             hint=f"list them with: groundwork models show {name}",
         )
     return row
@@ -481,16 +481,21 @@ def promote(
     alias: str = "production",
     *,
     reason: str | None = None,
+    who: str | None = None,
     config: Config | None = None,
 ) -> AliasMove:
-    """Point ``alias`` of ``name`` at ``version`` and record the move (who, when, from, to, why)."""
+    """Point ``alias`` of ``name`` at ``version`` and record the move (who, when, from, to, why).
+
+    ``who`` defaults to this process's operating-system user; a server passes who asked.
+    """
     check_alias(alias)
     reg = registry_store(config)
     row = resolve_row(reg, ModelRef(check_name(name), version=int(version)))
-    previous = reg.set_alias(name, alias, row.version, who=_who(), reason=reason)
+    who = who or _who()
+    previous = reg.set_alias(name, alias, row.version, who=who, reason=reason)
     history = reg.alias_history(name, alias, limit=1)
     if previous == row.version or not history:
-        return AliasMove(0, name, alias, previous, row.version, _who(), time.time(), reason)
+        return AliasMove(0, name, alias, previous, row.version, who, time.time(), reason)
     return history[0]
 
 
@@ -498,15 +503,17 @@ def promote(
 promote_model = promote
 
 
-def remove_alias(name: str, alias: str, *, reason: str | None = None, config: Config | None = None) -> int:
-    """Remove ``alias`` from ``name`` (recorded in history); returns the version it pointed at."""
+def remove_alias(
+    name: str, alias: str, *, reason: str | None = None, who: str | None = None, config: Config | None = None
+) -> int:
+    """Remove ``alias`` from ``name`` (recorded in history, ``who`` as in :func:`promote`); returns the version it pointed at."""
     check_alias(alias)
     reg = registry_store(config)
     previous = reg.alias_version(check_name(name), alias)
     if previous is None:
         resolve_row(reg, ModelRef(name, alias=alias))  # raises the helpful ModelNotFound
         raise AssertionError("unreachable")
-    reg.set_alias(name, alias, None, who=_who(), reason=reason)
+    reg.set_alias(name, alias, None, who=who or _who(), reason=reason)
     return previous
 
 

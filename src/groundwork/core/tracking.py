@@ -525,7 +525,9 @@ def _user() -> str | None:
 
 
 def _default_name(kind: str) -> str:
-    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+    # "-" (a script on stdin), "-c" (python -c) and "" (the interactive prompt) name no script.
+    argv0 = sys.argv[0] if sys.argv else ""
+    script = "" if argv0 in ("", "-", "-c") else Path(argv0).stem.strip("-. ")
     return f"{script or kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

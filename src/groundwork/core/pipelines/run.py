@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groundwork._text import plural
 from groundwork.config import Config
 from groundwork.core.pipelines.cache import CodeDigest, cache_key, package_versions, project_root
 from groundwork.core.pipelines.dag import Graph, Node, OutputRef
@@ -160,7 +161,7 @@ class PipelineResult:
         return bool(self.steps) and all(s.status == "cached" for s in self.steps.values())
 
     def summary(self) -> str:
-        parts = [f"{len(self.steps)} steps"]
+        parts = [plural(len(self.steps), "step")]
         for status in ("finished", "cached", "failed", "skipped"):
             n = self.count(status)
             if n:
