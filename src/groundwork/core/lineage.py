@@ -545,6 +545,7 @@ def lineage(
     >>> print(g.tree()); g.to_dot(); g.to_dict()
     """
     import groundwork.core.registry  # noqa: F401  (registers the model provider: name@alias, name/3)
+    import groundwork.core.exports  # noqa: F401  (registers the export provider: export:ID, model -> export)
     from groundwork.core.tracking import metadata_store_for
 
     if depth is not None and depth < 0:

@@ -62,8 +62,8 @@ from groundwork.errors import (
 from groundwork.storage import schema
 
 #: The newest migration this version of groundwork knows.
-HEAD_REVISION = "0002"
-_KNOWN_REVISIONS = ("0001", "0002")
+HEAD_REVISION = "0003"
+_KNOWN_REVISIONS = ("0001", "0002", "0003")
 
 TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached")
 #: A running run whose heartbeat is older than this is considered crashed.

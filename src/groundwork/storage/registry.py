@@ -1,4 +1,4 @@
-"""Rows of the model registry: models, versions, aliases, alias history, prediction samples.
+"""Rows of the model registry: models, versions, aliases, alias history, prediction samples, exports.
 
 Row-level on purpose, like :mod:`groundwork.storage.metadata` (whose connections and
 transactions it uses): it stores and reads rows, and knows nothing of flavors,
@@ -90,6 +90,28 @@ class PredictionSample:
     inputs: Any
     outputs: Any
     latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One passed export of a version (``model_exports``): the bundle artifact and its verification."""
+
+    id: int
+    name: str
+    version: int
+    target: str
+    precision: str
+    artifact_digest: str
+    verification: dict[str, Any]
+    location: str | None
+    user: str | None
+    created_at: float
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> ExportRow:
+        values = dict(row)
+        values["verification"] = json.loads(values["verification"]) if values.get("verification") else {}
+        return cls(**values)
 
 
 def _dumps(value: Any) -> str:
@@ -235,6 +257,37 @@ class RegistryStore:
         with self.store.write() as conn:
             conn.execute(insert(schema.prediction_samples), values)
 
+    def add_export(
+        self,
+        name: str,
+        version: int,
+        *,
+        target: str,
+        precision: str,
+        artifact: ArtifactRow,
+        verification: Mapping[str, Any],
+        location: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Record a passed export of ``name``/``version`` and its bundle artifact (one transaction); returns its id."""
+        now = time.time()
+        store = self.store
+        with store.write() as conn:
+            conn.execute(
+                store._insert(schema.artifacts).on_conflict_do_nothing(),
+                {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
+                 "file_count": artifact.file_count, "created_at": now},
+            )
+            result = conn.execute(
+                insert(schema.model_exports),
+                {"name": name, "version": version, "target": target, "precision": precision,
+                 "artifact_digest": artifact.digest, "verification": _dumps(dict(verification)),
+                 "location": location, "user": user, "created_at": now},
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
     # -- reads -------------------------------------------------------------------------
     def get_model(self, name: str) -> ModelRow | None:
         with self.store.read() as conn:
@@ -350,3 +403,25 @@ class RegistryStore:
         p = schema.prediction_samples
         with self.store.read() as conn:
             return int(conn.execute(select(func.count()).select_from(p).where(p.c.model == model)).scalar() or 0)
+
+    def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
+        """Recorded exports of ``name`` (optionally one version), newest first."""
+        e = schema.model_exports
+        query = select(e).where(e.c.name == name)
+        if version is not None:
+            query = query.where(e.c.version == version)
+        with self.store.read() as conn:
+            return [ExportRow.from_mapping(r._mapping) for r in conn.execute(query.order_by(e.c.id.desc()))]
+
+    def get_export(self, export_id: int) -> ExportRow | None:
+        e = schema.model_exports
+        with self.store.read() as conn:
+            row = conn.execute(select(e).where(e.c.id == export_id)).first()
+        return ExportRow.from_mapping(row._mapping) if row else None
+
+    def exports_for_artifact(self, digest: str) -> list[ExportRow]:
+        """Exports whose bundle is the artifact ``digest``."""
+        e = schema.model_exports
+        with self.store.read() as conn:
+            rows = conn.execute(select(e).where(e.c.artifact_digest == digest).order_by(e.c.id))
+            return [ExportRow.from_mapping(r._mapping) for r in rows]

@@ -229,3 +229,27 @@ prediction_samples = Table(
     Column("latency_ms", Float, nullable=True),
 )
 Index("ix_prediction_samples_model_ts", prediction_samples.c.model, prediction_samples.c.timestamp)
+
+
+# =====================================================================================
+# Model exports (migration 0003): a version packaged for another runtime, with the check
+# that it answers like the source model. Row access: ``groundwork.storage.registry``.
+# =====================================================================================
+
+#: A passed export of a model version: the bundle (an artifact) and its verification (JSON).
+model_exports = Table(
+    "model_exports",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("name", String(255), ForeignKey("models.name", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("target", String(32), nullable=False),  # web, onnx, ort-mobile
+    Column("precision", String(16), nullable=False),  # fp32, fp16, int8
+    Column("artifact_digest", String(64), ForeignKey("artifacts.digest"), nullable=False),
+    Column("verification", Text, nullable=False),  # runtime, agreement, size, latency
+    Column("location", Text, nullable=True),  # the folder it was written to
+    Column("user", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_model_exports_version", model_exports.c.name, model_exports.c.version)
+Index("ix_model_exports_artifact_digest", model_exports.c.artifact_digest)
