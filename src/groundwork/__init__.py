@@ -42,6 +42,7 @@ __all__ = [
     "Run",
     "Signature",
     "active_run",
+    "export",
     "get_model_version",
     "get_run",
     "lineage",
@@ -82,6 +83,7 @@ _LAZY = {
     "register_flavor": "groundwork.core.flavors",
     "load_model": "groundwork.engines.flavors",
     "optimize": "groundwork.engines.optimize",
+    "export": "groundwork.engines.export",
     "step": "groundwork.core.pipelines.step",
     "pipeline": "groundwork.core.pipelines.pipeline",
     "run_pipeline": "groundwork.core.pipelines.run",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
         seed,
         start_run,
     )
+    from groundwork.engines.export import export
     from groundwork.engines.flavors import load_model
     from groundwork.engines.optimize import optimize
     from groundwork.errors import GroundworkError

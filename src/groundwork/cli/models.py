@@ -52,14 +52,17 @@ def show_command(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """A model's versions (flavor, ONNX form, run, signature, aliases), or one version in detail."""
+    from groundwork.core.exports import list_exports
     from groundwork.core.registry import ModelRef, get_model_version, model_versions
 
     config = make_config(store, artifacts)
     parsed = ModelRef.parse(ref)
     if parsed.alias is None and parsed.version is None and "@" not in ref:
         versions = model_versions(parsed.name, config=config)
+        exports = list_exports(parsed.name, config=config, all_versions=True)
         if json_out:
-            print_json({"name": parsed.name, "versions": [v.to_dict() for v in versions]})
+            print_json({"name": parsed.name, "versions": [v.to_dict() for v in versions],
+                        "exports": [e.to_dict() for e in exports]})
             return
         table = Table(title=f"model {parsed.name}", show_edge=False, header_style="bold", title_justify="left")
         for column in ("version", "aliases", "flavor", "onnx", "run", "created", "signature"):
@@ -70,10 +73,12 @@ def show_command(
                 _short(v.run_id), fmt_time(v.created_at), v.signature.describe() if v.signature else "-",
             )
         console.print(table)
+        _print_exports(exports)
         return
     version = get_model_version(ref, config=config)
+    exports = list_exports(version.ref, config=config)
     if json_out:
-        print_json(version.to_dict())
+        print_json({**version.to_dict(), "exports": [e.to_dict() for e in exports]})
         return
     rows: list[tuple[str, Any]] = [
         ("version", version.ref),
@@ -99,6 +104,23 @@ def show_command(
     table.add_column()
     for key, value in rows:
         table.add_row(key, str(value))
+    console.print(table)
+    _print_exports(exports)
+
+
+def _print_exports(exports: list[Any]) -> None:
+    """The recorded (verified) exports: groundwork export."""
+    if not exports:
+        return
+    table = Table(title="exports (groundwork export; each verified against the version)", show_edge=False,
+                  header_style="bold", title_justify="left")
+    for column in ("id", "version", "target", "verified", "latency", "folder", "created"):
+        table.add_column(column)
+    for e in exports:
+        latency = e.verification.get("latency_ms") or {}
+        shown = next((f"{value:.2f} ms {key.replace('_', ' ')}" for key, value in latency.items() if value is not None), "-")
+        table.add_row(str(e.id), str(e.version), f"{e.target} {e.precision}", e.summary().split(", ", 1)[1], shown,
+                      e.location or "-", fmt_time(e.created_at))
     console.print(table)
 
 

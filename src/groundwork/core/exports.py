@@ -61,11 +61,14 @@ class ExportRecord:
         agreement = v.get("agreement") or {}
         measure = agreement.get("measure", "agreement")
         value = agreement.get("value")
-        shown = f"{value:.1%}" if measure == "label" and isinstance(value, (int, float)) else (
-            f"{value:.4f}" if isinstance(value, (int, float)) else "?")
+        if not isinstance(value, (int, float)):
+            shown = "agreement ?"
+        elif measure == "cosine":
+            shown = f"mean cosine {value:.4f}"
+        else:
+            shown = f"{'label agreement' if measure == 'label' else measure} {value:.1%}"
         size = (v.get("size") or {}).get("total_bytes")
-        size_text = f"{size / 1e6:.1f} MB" if isinstance(size, (int, float)) else "? MB"
-        return f"{self.target} {self.precision}, {size_text}, {measure} {shown} on {v.get('runtime', {}).get('name', '?')}"
+        return f"{self.target} {self.precision}, {_size(size)}, {shown} in {v.get('runtime', {}).get('name', '?')}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,14 @@ class ExportRecord:
             "verification": dict(self.verification), "location": self.location, "user": self.user,
             "created_at": self.created_at,
         }
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "? B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{int(n)} B"
 
 
 def record_export(
@@ -150,7 +161,8 @@ class ExportLineage:
             elif node.kind == "export":
                 digest = node.attrs["artifact_digest"]
                 out.append((LineageEdge(node.id, f"artifact:{digest}", "bundle", node.attrs["target"]),
-                            artifact_node(digest, None, name=f"export {node.attrs['id']}", artifact_kind="export")))
+                            artifact_node(digest, None, name=f"{node.attrs['target']} {node.attrs['precision']}",
+                                          artifact_kind="export")))
             elif node.kind == "artifact" and direction == UP:
                 for row in reg.exports_for_artifact(node.attrs["digest"]):
                     out.append((LineageEdge(f"export:{row.id}", node.id, "bundle", row.target), _export_node(row)))
