@@ -45,6 +45,7 @@ __all__ = [
     "export",
     "get_model_version",
     "get_run",
+    "infer_volume",
     "lineage",
     "load_model",
     "log",
@@ -73,6 +74,7 @@ _LAZY = {
     "Run": "groundwork.core.runs",
     "MetricPoint": "groundwork.core.runs",
     "get_run": "groundwork.core.runs",
+    "infer_volume": "groundwork.engines.infer",
     "runs": "groundwork.core.runs",
     "Config": "groundwork.config",
     "GroundworkError": "groundwork.errors",
@@ -114,6 +116,7 @@ if TYPE_CHECKING:
     )
     from groundwork.engines.export import export
     from groundwork.engines.flavors import load_model
+    from groundwork.engines.infer import infer_volume
     from groundwork.engines.optimize import optimize
     from groundwork.errors import GroundworkError
 

@@ -99,6 +99,7 @@ class VolumeResult:
     chunks_skipped: int
     chunks_redone: int
     resumed: bool
+    sums_saved: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     parts: int = 1
@@ -327,7 +328,7 @@ def _compute(
         output=str(target), shape=out.shape, dtype=blending.dtype.name, run_id=None, seconds=stats.seconds,
         voxels_per_s=voxels / stats.seconds if stats.seconds > 0 else 0.0, windows=stats.windows,
         batches=stats.batches, chunks_written=stats.chunks_written, chunks_skipped=stats.chunks_skipped,
-        chunks_redone=stats.chunks_redone, resumed=resumed, model={"reference": str(vm.reference), **vm.info},
+        chunks_redone=stats.chunks_redone, resumed=resumed, sums_saved=stats.sums_saved, model={"reference": str(vm.reference), **vm.info},
         memory={**memory, "process_rss": plan.process_rss}, parts=n_parts,
     )
 

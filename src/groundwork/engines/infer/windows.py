@@ -73,10 +73,10 @@ def importance_map(window: Sequence[int], blend: str = "gaussian", sigma_scale: 
 
 
 def default_chunks(window: Sequence[int], interval: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:
-    """Output chunk edge per axis: the largest power of two up to half the window step (8 at least)."""
+    """Output chunk edge per axis: the largest power of two up to half the window step (16 at least)."""
     out = []
     for w, step, s in zip(window, interval, size, strict=True):
-        edge = 2 ** int(math.floor(math.log2(max(16, step) / 2)))
+        edge = 2 ** int(math.floor(math.log2(max(32, step) / 2)))
         out.append(max(1, min(s, edge, w)))
     return tuple(out)
 
@@ -155,8 +155,7 @@ class Grid:
     def window_at(self, g: int) -> tuple[int, tuple[int, ...]]:
         """Window ``g``: its volume and its start on every axis."""
         n, rest = divmod(g, self.per_volume)
-        idx = np.unravel_index(rest, self.per_axis)
-        return n, tuple(self.starts[d][int(i)] for d, i in enumerate(idx))
+        return n, tuple(starts[i] for starts, i in zip(self.starts, _unravel(rest, self.per_axis), strict=True))
 
     def batch_windows(self, b: int) -> range:
         return range(b * self.batch, min(self.total_windows, (b + 1) * self.batch))
@@ -177,10 +176,10 @@ class Grid:
     def chunk_index(self, cid: int) -> tuple[int, tuple[int, ...]]:
         """Chunk ``cid``: its volume and its index on every axis."""
         n, rest = divmod(cid, self.chunks_per_volume)
-        return n, tuple(int(i) for i in np.unravel_index(rest, self.chunks_per_axis))
+        return n, _unravel(rest, self.chunks_per_axis)
 
     def chunk_id(self, n: int, index: Sequence[int]) -> int:
-        return n * self.chunks_per_volume + int(np.ravel_multi_index(tuple(index), self.chunks_per_axis))
+        return n * self.chunks_per_volume + _ravel(index, self.chunks_per_axis)
 
     def chunk_box(self, cid: int) -> tuple[int, tuple[slice, ...]]:
         """The volume and the spatial region chunk ``cid`` covers."""
@@ -197,7 +196,7 @@ class Grid:
         ]
         base = n * self.chunks_per_volume
         for idx in itertools.product(*ranges):
-            yield base + int(np.ravel_multi_index(idx, self.chunks_per_axis))
+            yield base + _ravel(idx, self.chunks_per_axis)
 
     @cached_property
     def _axis_touch(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -217,7 +216,7 @@ class Grid:
         n, idx = self.chunk_index(cid)
         ranges = [range(int(t[0][i]), int(t[1][i]) + 1) for t, i in zip(self._axis_touch, idx, strict=True)]
         base = n * self.per_volume
-        return [base + int(np.ravel_multi_index(w, self.per_axis)) for w in itertools.product(*ranges)]
+        return [base + _ravel(w, self.per_axis) for w in itertools.product(*ranges)]
 
     def batches_of_chunk(self, cid: int) -> list[int]:
         """The batches with a window touching chunk ``cid``, ascending."""
@@ -239,3 +238,18 @@ class Grid:
             "volumes": self.volumes, "size": list(self.size), "window": list(self.window),
             "overlap": self.overlap, "chunks": list(self.chunks), "batch": self.batch,
         }
+
+
+def _ravel(index: Sequence[int], shape: Sequence[int]) -> int:
+    flat = 0
+    for i, n in zip(index, shape, strict=True):
+        flat = flat * n + int(i)
+    return flat
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    out = []
+    for n in reversed(shape):
+        flat, i = divmod(flat, n)
+        out.append(i)
+    return tuple(reversed(out))

@@ -1,0 +1,40 @@
+"""Tiny volume models for the infer tests (importable as ``path/to/_models.py:factory`` by a child process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tiny3d() -> Any:
+    """Two output channels from one, with a 3x3x3 receptive field: fast, and blending matters."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 2, 3, padding=1)
+    ).eval()
+
+
+def pointwise3d() -> Any:
+    """One channel in, one out, voxel by voxel: the cheapest model (for the memory tests)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Conv3d(1, 1, 1).eval()
+
+
+def tiny2d() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1)).eval()
+
+
+def unet3d() -> Any:
+    """A small MONAI U-Net (instance norm, residual units, transposed convolutions)."""
+    import torch
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8, 16), strides=(2, 2),
+                num_res_units=1).eval()
