@@ -142,6 +142,38 @@ def test_untracked_file_count_is_capped(repo: Path, monkeypatch: pytest.MonkeyPa
 
 
 @needs_git
+def test_files_under_untracked_or_ignored_folders_never_enter_the_diff(repo: Path) -> None:
+    (repo / ".gitignore").write_text("cache/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-q", "-m", "ignore")
+    (repo / "out" / "nested").mkdir(parents=True)  # an untracked folder, as an earlier run left it
+    (repo / "out" / "model.txt").write_text("weights of an earlier run\n")
+    (repo / "out" / "nested" / "log.txt").write_text("epoch 1\n")
+    (repo / "cache").mkdir()
+    (repo / "cache" / "x.txt").write_text("ignored\n")
+    (repo / "data" / "new.txt").write_text("in a tracked folder\n")  # untracked file, tracked folder: code
+    state = git_state(repo)
+    assert state.dirty
+    assert b"earlier run" not in state.diff and b"epoch 1" not in state.diff and b"ignored" not in state.diff
+    assert b"+in a tracked folder" in state.diff
+    assert state.skipped == ("out/",)
+    assert state.note is None
+
+
+@needs_git
+def test_a_diff_over_the_cap_is_dropped_with_a_note(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(environment, "MAX_DIFF_BYTES", 200)
+    (repo / "train.py").write_text("lr = 0.5\n" * 100)
+    state = git_state(repo)
+    assert state.dirty and state.diff == b""
+    assert state.note is not None and "not recorded" in state.note and "cap" in state.note
+
+    (repo / "train.py").write_text("lr = 0.5\nprint(lr)\n")  # a small change stays under it
+    small = git_state(repo)
+    assert b"lr = 0.5" in small.diff and small.note is None
+
+
+@needs_git
 def test_detached_head_and_repo_without_commits(repo: Path, tmp_path: Path) -> None:
     git(repo, "checkout", "-q", "--detach")
     state = git_state(repo)

@@ -60,6 +60,8 @@ MAX_UNTRACKED_FILE_BYTES = 1 << 20
 #: At most this many untracked files, and this many bytes of them, go into one diff (the rest are ``skipped``).
 MAX_UNTRACKED_FILES = 1000
 MAX_UNTRACKED_TOTAL_BYTES = 16 << 20
+#: A diff larger than this is not recorded at all (a note on the run says so): datasets edited in place, say.
+MAX_DIFF_BYTES = 32 << 20
 #: A git command that takes longer than this is abandoned (a huge repository, a hung filesystem).
 GIT_TIMEOUT_S = 10.0
 
@@ -90,11 +92,13 @@ class GitState:
     """The code version of a working directory.
 
     ``diff`` holds every uncommitted change (staged or not) relative to ``commit``,
-    plus untracked text files as new-file patches: ``git apply`` of it onto a clean
-    checkout of ``commit`` reproduces the working tree. Untracked files that are
-    binary or larger than :data:`MAX_UNTRACKED_FILE_BYTES` are left out and listed
-    in ``skipped`` (paths relative to ``root``). Outside a repository (or without
-    git) everything is None/False/empty.
+    plus untracked text files in tracked folders as new-file patches: ``git apply`` of
+    it onto a clean checkout of ``commit`` reproduces the working tree. Left out, and
+    listed in ``skipped`` (paths relative to ``root``; a folder ends with ``/``): whole
+    untracked folders (what earlier runs wrote into ``out/`` is not code), untracked
+    files that are binary or larger than :data:`MAX_UNTRACKED_FILE_BYTES`. A diff over
+    :data:`MAX_DIFF_BYTES` is dropped and ``note`` says so. Outside a repository (or
+    without git) everything is None/False/empty.
     """
 
     commit: str | None
@@ -103,6 +107,7 @@ class GitState:
     diff: bytes
     root: str | None
     skipped: tuple[str, ...] = ()
+    note: str | None = None
 
 
 _NO_GIT = GitState(commit=None, branch=None, dirty=False, diff=b"", root=None)
@@ -156,7 +161,8 @@ def _git_state(git: str, cwd: Path) -> GitState:
         return _NO_GIT
     root, git_dir = lines[0], lines[1]
 
-    status = _git(git, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], root)
+    # "normal": an untracked folder is one entry ("out/"), its files are not listed one by one.
+    status = _git(git, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"], root)
     if status.returncode != 0:
         return GitState(commit=None, branch=None, dirty=False, diff=b"", root=root)
     commit: str | None = None
@@ -182,6 +188,9 @@ def _git_state(git: str, cwd: Path) -> GitState:
     skipped: list[str] = []
     budget = MAX_UNTRACKED_TOTAL_BYTES
     for rel in untracked:
+        if rel.endswith("/"):
+            skipped.append(rel)  # a whole untracked folder: outputs of earlier runs, data, caches
+            continue
         size = _small_text_file_size(Path(root, rel))
         if size is None or size > budget or len(included) >= MAX_UNTRACKED_FILES:
             skipped.append(rel)
@@ -195,9 +204,9 @@ def _git_state(git: str, cwd: Path) -> GitState:
     base = commit or _empty_tree(git, root)
     if not included:
         diff = _git(git, [*_DIFF_ARGS, base, "--"], root)
-        return GitState(
+        return _capped(GitState(
             commit, branch, dirty, diff.stdout if diff.returncode == 0 else b"", root, tuple(skipped)
-        )
+        ))
 
     # Untracked files: mark them intent-to-add in a throwaway copy of the index, then diff against it.
     with tempfile.TemporaryDirectory(prefix="groundwork-git-") as tmp:
@@ -213,9 +222,23 @@ def _git_state(git: str, cwd: Path) -> GitState:
             skipped.extend(included)
             env = {}
         diff = _git(git, [*_DIFF_ARGS, base, "--"], root, env)
-    return GitState(
+    return _capped(GitState(
         commit, branch, dirty, diff.stdout if diff.returncode == 0 else b"", root, tuple(sorted(skipped))
-    )
+    ))
+
+
+def _capped(state: GitState) -> GitState:
+    """``state`` without its diff, and with a note saying why, when the diff is over :data:`MAX_DIFF_BYTES`."""
+    size = len(state.diff)
+    if size <= MAX_DIFF_BYTES:
+        return state
+    note = (f"uncommitted changes not recorded: their diff ({_mib(size)}) is over the "
+            f"{_mib(MAX_DIFF_BYTES)} cap")
+    return GitState(state.commit, state.branch, state.dirty, b"", state.root, state.skipped, note)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 def _empty_tree(git: str, root: str) -> str:
