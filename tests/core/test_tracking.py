@@ -240,3 +240,58 @@ def test_sdk_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     assert found.id == run.id and found.status == "finished"
     assert len(found.history("loss")) == 5000
     assert [p.step for p in found.history("acc")] == [0, 1]
+
+
+def test_a_nested_run_can_point_at_a_parent_started_just_before(workspace: Config) -> None:
+    """Issue #16: the parent's row is still buffered when the child starts (sweeps do this per trial)."""
+    with gw.start_run(name="outer", config=workspace) as outer:
+        with gw.start_run(name="inner", parent=outer, config=workspace) as inner:
+            inner.log({"x": 1.0})
+        with gw.start_run(name="by-name", parent="outer", config=workspace) as named:
+            pass
+    assert gw.get_run(inner.id, config=workspace).parent_id == outer.id
+    assert gw.get_run(named.id, config=workspace).parent_id == outer.id
+    assert [c.name for c in gw.get_run(outer.id, config=workspace).children()] == ["inner", "by-name"]
+
+
+def test_a_diff_over_the_cap_leaves_a_note_on_the_run(
+    workspace: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from groundwork.core import environment, tracking
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "big.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=repo, check=True)
+    (repo / "big.py").write_text("x = 2\n" * 1000)
+    monkeypatch.setattr(environment, "MAX_DIFF_BYTES", 1000)
+    monkeypatch.chdir(repo)
+    tracking._git_cache.clear()
+    with gw.start_run(name="capped", config=workspace) as run:
+        pass
+    r = gw.get_run(run.id, config=workspace)
+    assert r.git_dirty is True and r.diff_digest is None
+    assert "not recorded" in r.tags["gw.code_note"] and "cap" in r.tags["gw.code_note"]
+
+
+def test_a_name_means_the_users_run_before_a_pipeline_step_or_a_reproduction(workspace: Config) -> None:
+    """Issue #16: ``compare baseline tuned`` after the demo found the pipeline's cached step."""
+    with gw.start_run(name="baseline", config=workspace) as mine:
+        pass
+    with gw.start_run(name="pipe", kind="pipeline", config=workspace) as pipe:
+        pipe.flush()
+        with gw.start_run(name="baseline", kind="step", parent=pipe.id, config=workspace) as step:
+            pass
+    with gw.start_run(name="baseline", tags={"reproduces": mine.id}, config=workspace):
+        pass
+    assert gw.get_run("baseline", config=workspace).id == mine.id
+    assert gw.get_run(step.id[:8], config=workspace).id == step.id  # an id prefix still wins
+
+    with gw.start_run(name="train", kind="step", config=workspace) as train_step:
+        pass
+    with gw.start_run(name="train", kind="step", tags={"reproduces": train_step.id}, config=workspace):
+        pass
+    assert gw.get_run("train", config=workspace).id == train_step.id  # not its reproduction

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from groundwork.config import Config
-from groundwork.core.filters import compile_filter, order_by_clause, parse_filter
+from groundwork.core.filters import Comparison, Field, compile_filter, order_by_clause, parse_filter
 from groundwork.errors import InvalidInput
 from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow, open_metadata_store
 
@@ -162,11 +162,38 @@ def _store(config: Config | None) -> MetadataStore:
     return open_metadata_store((config or Config.from_env()).store_url)
 
 
-def get_run(ref: str, *, config: Config | None = None) -> Run:
-    """One run by id, unique id prefix, or name (the newest run of that name)."""
-    store = _store(config)
+#: How many runs of one name a look-up weighs (the newest first).
+_NAME_CANDIDATES = 200
+
+
+def find_run(store: MetadataStore, ref: str) -> RunRow:
+    """The run ``ref`` names: an id, a unique id prefix, or a name.
+
+    A name means the newest run of that name, preferring, in this order, runs that are
+    neither pipeline steps nor reproductions (``reproduces`` tag), then steps that are not
+    reproductions, then any: a user's run ``baseline`` wins over a pipeline's step of the
+    same name, and ``groundwork reproduce train`` finds the step, not its last reproduction.
+    """
+    ref = ref.strip()
     rows = store.get_runs([ref]) if _FULL_ID.match(ref) else []
-    return Run(rows[0] if rows else store.get_run(store.resolve_run(ref)), store)
+    if rows:
+        return rows[0]
+    row = store.get_run(store.resolve_run(ref))
+    if row.name != ref or row.id.startswith(ref.lower()):
+        return row  # an id prefix
+    named = store.search_runs(compile_filter(Comparison(Field("attr", "name"), "=", ref)), limit=_NAME_CANDIDATES)
+    return min(named or [row], key=lambda r: (_name_rank(r), -r.created_at))
+
+
+def _name_rank(row: RunRow) -> int:
+    reproduction = bool(row.tags.get("reproduces"))
+    return 2 if reproduction else 1 if row.kind == "step" else 0
+
+
+def get_run(ref: str, *, config: Config | None = None) -> Run:
+    """One run by id, unique id prefix, or name (see :func:`find_run` for which run a name means)."""
+    store = _store(config)
+    return Run(find_run(store, ref), store)
 
 
 def runs(

@@ -317,8 +317,13 @@ class ActiveRun:
     def log_input(
         self, path: str | os.PathLike[str], name: str | None = None, kind: str = "dataset", store: bool = True
     ) -> ArtifactInfo:
-        """Record a file or directory the run read. ``store=False`` records only its digest."""
-        return self._link(Path(path), "input", name, kind, store_bytes=store)
+        """Record a file or directory the run read. ``store=False`` records only its digest.
+
+        It is recorded under ``name``, else its path relative to the current folder, else
+        (outside it) its absolute path: ``groundwork reproduce`` restores it there in its
+        workspace, and reads one outside the project where it is, never writing over it.
+        """
+        return self._link(Path(path), "input", _input_name(name), kind, store_bytes=store)
 
     def _link(self, path: Path, direction: str, name: str | None, kind: str, store_bytes: bool) -> ArtifactInfo:
         if not path.exists():
@@ -378,10 +383,25 @@ class ActiveRun:
 
 
 def _display_path(path: Path) -> str:
+    """``path`` relative to the current folder when inside it, else absolute (never with ``..``)."""
+    resolved = path.resolve()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return str(resolved)
+
+
+def _input_name(name: str | None) -> str | None:
+    """An input's given name, normalised: a relative path that stays in the run's folder."""
+    if name is None:
+        return None
+    clean = os.path.normpath(name.replace("\\", "/")) if name.strip() else ""
+    if clean in ("", ".", "..") or "\0" in clean or os.path.isabs(clean) or clean.startswith("../"):
+        raise InvalidInput(
+            f"input name {name!r} must be a relative path inside the run's folder (no '..', not absolute)",
+            hint="leave the name out to record the input by its own path",
+        )
+    return clean
 
 
 # -- the process's active runs ------------------------------------------------------------------------
@@ -434,9 +454,15 @@ def start_run(
     if parent is None and env_run_id:
         parent = env_run_id
 
-    parent_id = parent.id if isinstance(parent, ActiveRun) else parent
-    if parent_id is not None:
-        parent_id = store.resolve_run(parent_id)
+    if isinstance(parent, ActiveRun):
+        parent.flush()  # its row may still be buffered: it must exist before a child points at it
+        parent_id: str | None = parent.id
+    elif parent is not None:
+        if pending_writes():
+            flush_all()
+        parent_id = store.resolve_run(parent)
+    else:
+        parent_id = None
     run_id = uuid.uuid4().hex
     name = name or _default_name(kind)
     cwd = Path.cwd()
@@ -464,6 +490,8 @@ def start_run(
             diff_info = _store_diff(config, git.diff)
             row["diff_digest"] = diff_info.digest
     all_tags = dict(tags or {})
+    if capture_code and git.note:
+        all_tags.setdefault("gw.code_note", git.note)  # e.g. the diff was over its size cap
     seed = os.environ.get("GROUNDWORK_SEED")
     if seed and "seed" not in all_tags:
         all_tags["seed"] = seed
