@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import groundwork as gw
 from groundwork.config import Config
 
@@ -111,3 +113,53 @@ def test_started_run_is_visible_while_running(workspace: Config, tmp_path: Path)
         time.sleep(0.1)
     assert gw.runs(config=workspace)[0].status == "running"
     assert proc.wait(timeout=120) == 0
+
+
+def _marking_command(marker: Path) -> list[str]:
+    return [sys.executable, "-c", f"open({str(marker)!r}, 'w').close(); open('out.txt', 'w').write('x')"]
+
+
+@pytest.mark.parametrize("store", ["folder under a file", "unknown URL option"])
+def test_an_unusable_artifact_store_stops_the_run_before_the_command(
+    workspace: Config, tmp_path: Path, store: str
+) -> None:
+    """Issue #16: the command ran for nothing, then the run was recorded finished with no outputs."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    url = str(blocker / "artifacts") if store == "folder under a file" else "s3://bucket/prefix?no_such_option=1"
+    marker = tmp_path / "ran"
+    result = gw_cli("run", "--artifacts", url, "--output", "out.txt", "--", *_marking_command(marker),
+                    config=workspace, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("Error:") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert not marker.exists()  # checked before the command started
+    assert gw.runs(config=workspace) == []  # and before anything was recorded
+
+
+@pytest.mark.s3
+def test_a_missing_bucket_stops_the_run_before_the_command(workspace: Config, tmp_path: Path, s3_endpoint: str) -> None:
+    marker = tmp_path / "ran"
+    result = gw_cli("run", "--artifacts", f"s3://no-such-bucket-gw/artifacts?endpoint_url={s3_endpoint}",
+                    "--output", "out.txt", "--", *_marking_command(marker), config=workspace, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Error:" in result.stderr and "no-such-bucket-gw" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_a_run_whose_outputs_cannot_be_stored_ends_failed_with_the_reason(workspace: Config, tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    script = tmp_path / "break_store.py"
+    script.write_text(textwrap.dedent(f"""
+        import shutil
+        shutil.rmtree({str(artifacts)!r})
+        open({str(artifacts)!r}, "w").write("the store is gone")  # a file where the folder was
+        open("out.txt", "w").write("result")
+    """))
+    result = gw_cli("run", "--artifacts", str(artifacts), "--output", "out.txt", "--", sys.executable, str(script),
+                    config=workspace, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("Error:") == 1 and "Traceback" not in result.stderr, result.stderr
+    (run,) = gw.runs(config=workspace)
+    assert run.status == "failed" and run.exit_code == 0
+    assert run.error is not None and "outputs not stored" in run.error and str(artifacts) in run.error
+    assert run.outputs == []

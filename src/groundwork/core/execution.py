@@ -6,6 +6,11 @@ calls inside it log into the same run. Its stdout and stderr are streamed to
 the terminal and stored; a stdout line that is a JSON object of numbers becomes
 metric points (a ``"step"`` key, when present, is the step). Inputs are
 digested (and stored) before it starts, outputs stored after it ends.
+
+Both stores are opened and checked (the artifact store by writing and removing a probe)
+before the command starts: a command that ran for hours must not lose its outputs to a
+store that was never usable. A run whose outputs could not be stored ends ``failed``,
+with the reason and the command's exit code.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +30,8 @@ from types import FrameType
 from typing import IO, Any
 
 from groundwork.config import Config
-from groundwork.core.tracking import ActiveRun, iter_numeric_json, start_run
-from groundwork.errors import GroundworkError, InvalidInput
+from groundwork.core.tracking import ActiveRun, artifact_store_for, iter_numeric_json, start_run
+from groundwork.errors import GroundworkError, InvalidInput, StoreError
 
 #: How long a child gets to exit after Ctrl-C or SIGTERM before it is killed.
 STOP_GRACE_S = 5.0
@@ -60,6 +66,19 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
     return params
 
 
+def check_artifact_store(config: Config) -> None:
+    """Open the artifact store and write, then remove, a probe object: a one-line error if it cannot."""
+    store = artifact_store_for(config)
+    key = f"probe/{uuid.uuid4().hex}"
+    try:
+        store.blobs.put_bytes(key, b"groundwork probe\n")
+        delete = getattr(store.blobs, "delete", None)
+        if delete is not None:
+            delete(key)
+    except OSError as error:  # a backend that does not say it in our terms
+        raise StoreError(f"cannot write to the artifact store {store.url.split('?', 1)[0]}: {error}") from None
+
+
 def execute_command(
     argv: Sequence[str],
     *,
@@ -82,6 +101,7 @@ def execute_command(
     for path in inputs:
         if not Path(path).exists():
             raise InvalidInput(f"--input {path!r} does not exist")
+    check_artifact_store(config)  # before anything runs or is recorded
     params = dict(params or {})
     parent = os.environ.get("GROUNDWORK_RUN_ID") or None
     run = start_run(
@@ -158,25 +178,37 @@ def execute_command(
         _terminated.clear()
 
     missing = []
+    lost: GroundworkError | None = None
     for path in outputs:
-        if Path(path).exists():
-            run.log_artifact(path, kind="file")
-        else:
+        if not Path(path).exists():
             missing.append(path)
+            continue
+        try:
+            run.log_artifact(path, kind="file")
+        except GroundworkError as exc:
+            lost = exc
+            break
+        except OSError as exc:
+            lost = StoreError(f"could not store output {path!r}: {exc.strerror or exc}")
+            break
     if missing and echo:
         print(f"groundwork: warning: --output not produced: {', '.join(missing)}", file=sys.stderr)
 
-    if exit_code == 0 and reason is None:
+    if exit_code == 0 and reason is None and lost is None:
         status, error = "finished", None
     else:
         status = "failed"
-        if reason is None:
+        if reason is None and exit_code != 0:
             if exit_code < 0:
                 reason = f"killed by signal {signal.Signals(-exit_code).name}"
             else:
                 reason = f"exited with code {exit_code}"
+        if lost is not None:
+            reason = "; ".join(filter(None, [reason, f"outputs not stored: {lost.one_line()}"]))
         error = reason
     run.end(status, error=error, exit_code=exit_code)
+    if lost is not None:
+        raise lost
     shell_code = exit_code if exit_code >= 0 else 128 - exit_code
     if reason and reason.startswith("interrupted"):
         shell_code = 130
