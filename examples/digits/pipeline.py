@@ -1,4 +1,4 @@
-"""The digits pipeline: ingest -> split -> standardize -> train (PyTorch MLP) + baseline -> evaluate.
+"""The digits pipeline: ingest -> split -> standardize -> train (PyTorch MLP) + train_baseline -> evaluate.
 
     groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=10
     groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=10   # fully cached
@@ -9,7 +9,8 @@ Every step is cached by its code, params, inputs and declared packages: change
 ``hidden`` and only ``train`` and ``evaluate`` run again. ``train`` is deterministic
 under its seed (deterministic algorithms, one thread, a fixed generator), so
 ``groundwork reproduce`` of it gives the very same weights. ``train`` and
-``baseline`` do not depend on each other, so the local executor runs them at once.
+``train_baseline`` do not depend on each other, so the local executor runs them at once.
+(Step names are run names: ``train_baseline`` leaves ``baseline`` to the runs you record.)
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def train(train: pd.DataFrame, epochs: int = 20, hidden: int = 128, lr: float = 
 
 
 @gw.step(packages=["scikit-learn"])
-def baseline(train: pd.DataFrame, c: float = 1.0):  # type: ignore[no-untyped-def]
+def train_baseline(train: pd.DataFrame, c: float = 1.0):  # type: ignore[no-untyped-def]
     """A logistic regression to beat."""
     from sklearn.linear_model import LogisticRegression
 
@@ -119,7 +120,7 @@ def digits_pipeline(epochs: int = 20, hidden: int = 128, lr: float = 0.01, seed:
     train_raw, test_raw = split(data, test_size=test_size, seed=seed)
     train_set, test_set, _scaler = standardize(train_raw, test_raw)
     model = train(train_set, epochs=epochs, hidden=hidden, lr=lr, seed=seed)
-    reference = baseline(train_set)
+    reference = train_baseline(train_set)
     return evaluate(model, reference, test_set, hidden=hidden)
 
 
