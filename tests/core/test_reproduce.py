@@ -47,6 +47,15 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def commit_all(root: Path, message: str) -> None:
+    """``git init`` (if needed), then commit every file of ``root``."""
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", message)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     config = Config(store_url=f"sqlite:///{tmp_path / 'meta.db'}", artifacts_url=str(tmp_path / "artifacts"))
@@ -60,13 +69,9 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git project with a committed training script, then an uncommitted change to it."""
     root = tmp_path / "proj"
     (root / "data").mkdir(parents=True)
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
     (root / "train.py").write_text(textwrap.dedent(TRAIN))
     (root / ".gitignore").write_text("out/\ndata/\n")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "train")
+    commit_all(root, "train")
     # Uncommitted: the recorded diff must be applied for the rerun to match.
     (root / "train.py").write_text(textwrap.dedent(TRAIN).replace("sum(data) * scale", "sum(data) * scale * 10"))
     (root / "data" / "values.txt").write_text("1 2 3")
@@ -194,11 +199,7 @@ def digits_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "digits"
     root.mkdir()
     shutil.copy(REPO_ROOT / "examples" / "digits" / "pipeline.py", root / "pipeline.py")
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "digits")
+    commit_all(root, "digits")
     monkeypatch.chdir(root)
     return root
 
@@ -234,33 +235,32 @@ def test_digits_training_step_reproduces_exactly_and_names_a_changed_package(
     ]
 
 
+FLOW = """
+    import groundwork as gw
+
+
+    @gw.step
+    def numbers(n: int = 3) -> list:
+        return list(range(n))
+
+
+    @gw.step
+    def total(values: list) -> int:
+        gw.log({"total": sum(values)})
+        return sum(values)
+
+
+    @gw.pipeline
+    def flow(n: int = 3):
+        return total(numbers(n=n))
+"""
+
+
 def test_a_cached_step_reproduces_the_run_it_reused(tmp_path: Path, workspace: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "p"
     root.mkdir()
-    (root / "flow.py").write_text(textwrap.dedent("""
-        import groundwork as gw
-
-
-        @gw.step
-        def numbers(n: int = 3) -> list:
-            return list(range(n))
-
-
-        @gw.step
-        def total(values: list) -> int:
-            gw.log({"total": sum(values)})
-            return sum(values)
-
-
-        @gw.pipeline
-        def flow(n: int = 3):
-            return total(numbers(n=n))
-    """))
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    git(root, "add", ".")
-    git(root, "commit", "-qm", "flow")
+    (root / "flow.py").write_text(textwrap.dedent(FLOW))
+    commit_all(root, "flow")
     monkeypatch.chdir(root)
     first = gw.run_pipeline(f"{root / 'flow.py'}:flow", config=workspace, executor="inline")
     second = gw.run_pipeline(f"{root / 'flow.py'}:flow", config=workspace, executor="inline")
@@ -272,3 +272,95 @@ def test_a_cached_step_reproduces_the_run_it_reused(tmp_path: Path, workspace: C
     assert whole.exact, whole.to_dict()
     assert sorted(o.name for o in whole.outputs) == ["numbers.output", "total.output"]
     assert [m.key for m in whole.metrics] == ["total.total"]
+
+
+# -- a name means the original run, and a reproduction that checked nothing never passes (issue #16) ----------
+
+SUMIT = """
+    from pathlib import Path
+
+    total = sum(int(x) for x in Path("data/nums.txt").read_text().split())
+    Path("out").mkdir(exist_ok=True)
+    Path("out/sum.txt").write_text(f"{total}\\n")
+"""
+
+
+def test_reproducing_by_name_after_a_reproduction_checks_the_original_inputs(
+    tmp_path: Path, workspace: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "sumit"
+    (root / "data").mkdir(parents=True)
+    (root / "sum.py").write_text(textwrap.dedent(SUMIT))
+    (root / ".gitignore").write_text("out/\n")  # data/ is merely untracked
+    commit_all(root, "sum")
+    (root / "data" / "nums.txt").write_text("1 2 3\n")
+    monkeypatch.chdir(root)
+    cli = [sys.executable, "-m", "groundwork"]
+    done = subprocess.run([*cli, "run", "--name", "sumit", "--input", "data/nums.txt", "--output", "out/sum.txt",
+                           "--", sys.executable, "sum.py"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    first = subprocess.run([*cli, "reproduce", "sumit", "--quiet"], capture_output=True, text=True)
+    assert first.returncode == 0 and "reproduced exactly" in first.stdout, first.stdout + first.stderr
+
+    (root / "data" / "nums.txt").write_text("1 2 4\n")
+    again = subprocess.run([*cli, "reproduce", "sumit", "--current-inputs", "--quiet"], capture_output=True, text=True)
+    assert again.returncode == 1, again.stdout
+    assert "not reproduced" in again.stdout and "data/nums.txt: recorded" in again.stdout
+
+
+def test_current_inputs_never_passes_for_a_run_that_recorded_no_inputs(repo: Path, workspace: Config) -> None:
+    result = execute_command([sys.executable, "-c", "open('seen.txt', 'w').write('x')"], config=workspace,
+                             name="noinputs", outputs=["seen.txt"], echo=False)
+    plain = reproduce(result.run_id, config=workspace, echo=False)
+    assert plain.exact and plain.ok
+    checked = reproduce(result.run_id, config=workspace, current_inputs=True, echo=False)
+    assert checked.outputs_equal and not checked.exact and not checked.ok
+    assert checked.verdict().startswith("not reproduced: run") and "recorded no inputs" in checked.verdict()
+    assert not reproduce(result.run_id, config=workspace, current_inputs=True, tolerance=1.0, echo=False).ok
+
+
+def test_a_step_reproduces_again_by_name_and_its_reproduction_by_id(
+    tmp_path: Path, workspace: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "flow.py").write_text(textwrap.dedent(FLOW))
+    commit_all(root, "flow")
+    monkeypatch.chdir(root)
+    ran = gw.run_pipeline(f"{root / 'flow.py'}:flow", config=workspace, executor="inline")
+    once = reproduce("total", config=workspace, echo=False)
+    twice = reproduce("total", config=workspace, echo=False)  # the step again, not its reproduction
+    assert once.exact and twice.exact, twice.to_dict()
+    assert once.original_id == twice.original_id == ran["total"].run_id
+    of_the_copy = reproduce(once.rerun_id or "", config=workspace, echo=False)
+    assert of_the_copy.exact and of_the_copy.original_id == once.rerun_id
+
+
+def test_a_step_reproduces_outside_a_git_checkout_from_another_folder(
+    tmp_path: Path, workspace: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "nogit"
+    (project / "examples" / "flows").mkdir(parents=True)
+    (project / "examples" / "flows" / "flow.py").write_text(textwrap.dedent(FLOW))
+    monkeypatch.chdir(project)
+    done = subprocess.run([sys.executable, "-m", "groundwork", "pipeline", "run", "examples/flows/flow.py:flow"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before = sorted(str(p.relative_to(project)) for p in project.rglob("*") if "__pycache__" not in p.parts)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = reproduce("total", config=workspace, echo=False)
+    assert result.exact, result.to_dict()
+    assert "a copy of the files in" in result.code
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*") if "__pycache__" not in p.parts) == before
+
+
+def test_no_digits_step_takes_a_name_the_docs_give_a_users_run() -> None:
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "examples" / "digits" / "pipeline.py").read_text())
+    steps = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+             and any("step" in ast.unparse(d) for d in node.decorator_list)}
+    assert "train_baseline" in steps
+    assert not steps & {"baseline", "tuned", "digits-mlp"}
