@@ -227,3 +227,42 @@ def test_ignored_and_untracked_folders_and_inputs_are_there_for_the_rerun(
     assert [(i.name, i.source) for i in result.inputs] == [("data/input.txt", "store")]
     rerun = gw.get_run(result.rerun_id or "", config=workspace)
     assert [i.name for i in rerun.inputs] == ["data/input.txt"]  # a reproduction records what it read
+
+
+# -- pipeline steps: a file argument outside the project ------------------------------------------------------
+
+READER = """
+    import groundwork as gw
+
+
+    @gw.step
+    def count(path: gw.File) -> int:
+        return len(open(path).read().split())
+
+
+    @gw.pipeline
+    def reader(data: str = ""):
+        return count(gw.File(data))
+"""
+
+
+def test_a_step_file_outside_the_project_is_restored_beside_the_workspace_not_over_the_users_file(
+    tmp_path: Path, workspace: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "shared" / "words.txt"
+    data.parent.mkdir()
+    data.write_text("one two three\n")
+    project = make_repo(tmp_path / "proj", {"reader.py": READER})
+    monkeypatch.chdir(project)
+    ran = gw.run_pipeline(f"{project / 'reader.py'}:reader", params={"data": str(data)}, config=workspace,
+                          executor="inline")
+    data.write_text("the user edited this file since\n")
+
+    result = reproduce(ran["count"].run_id or "", config=workspace, echo=False)
+    assert result.exact, result.to_dict()  # the recorded bytes, from the store
+    assert [(i.source, i.changed) for i in result.inputs] == [("store", False)]
+    assert data.read_text() == "the user edited this file since\n"
+
+    current = reproduce(ran["count"].run_id or "", config=workspace, current_inputs=True, echo=False)
+    assert [(i.source, i.changed) for i in current.inputs] == [("external", True)]
+    assert not current.ok and data.read_text() == "the user edited this file since\n"

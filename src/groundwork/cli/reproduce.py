@@ -47,8 +47,9 @@ def reproduce_command(
 ) -> None:
     """Rerun RUN from its recorded code, inputs, params and seed; compare outputs, metrics, environments.
 
-    The code is a git worktree at the run's commit with its uncommitted diff applied;
-    inputs are restored from the artifact store. The rerun is recorded as a new run.
+    The code is a git worktree at the run's commit with its uncommitted diff applied (without
+    git: a temporary copy of the run's folder; yours is never written); inputs are restored
+    from the artifact store into it. The rerun is recorded as a new run.
     """
     from groundwork.core.reproduce import reproduce
 
@@ -69,7 +70,9 @@ def print_reproduction(result: Reproduction) -> None:
     console.print(f"[dim]code:[/]   {result.code}", highlight=False)
     if result.inputs:
         from_store = sum(1 for i in result.inputs if i.source == "store")
-        console.print(f"[dim]inputs:[/] {len(result.inputs)} ({from_store} restored from the artifact store)",
+        external = sum(1 for i in result.inputs if i.source == "external")
+        where = f", {external} outside the project read where they are" if external else ""
+        console.print(f"[dim]inputs:[/] {len(result.inputs)} ({from_store} restored from the artifact store{where})",
                       highlight=False)
     if result.rerun_id:
         console.print(f"[dim]rerun:[/]  run {result.rerun_id[:12]} \\[{result.rerun_status}] "
