@@ -195,7 +195,7 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
         say("browser", "checking the bundle in headless Chromium (offline)")
         try:
             seen = web.check_in_browser(staging, check, session=browser, threads=several, repeat=repeat,
-                                        operators=graph_operators(model))
+                                        operators=graph_operators(model), precision=precision)
         except web.BrowserProblem as exc:
             problems.append(str(exc))
             seen = {}
@@ -205,6 +205,8 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
         if seen:
             agreement = verify.compare(reference, seen["outputs"], min_agreement, check.example_rows)
             verification["agreement"] = agreement
+            if not agreement["passed"]:
+                problems.append(f"the browser answers differ from {version.ref}: {verify.describe(agreement)}")
             example_ref = reference[: max(1, check.example_rows)]
             for key, label in (("example_outputs_threaded", f"wasm_{several}_threads"), ("example_outputs_webgpu", "webgpu")):
                 if key in seen:
@@ -220,8 +222,6 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
                 problems.append(f"the bundle tried to fetch {seen['blocked_requests'][0]} (a bundle must not need the network)")
             if seen["page_errors"]:
                 verification["page_errors"] = seen["page_errors"][:5]
-            if not agreement["passed"]:
-                problems.append(f"the browser answers differ from {version.ref}: {verify.describe(agreement)}")
         else:
             latency = {}
         exported_file: Path = staging / "model.onnx"
@@ -232,7 +232,7 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
         say("convert", f"writing {'model.onnx' if target == 'onnx' else 'model.ort'}")
         exported_file = builder(staging, model, opset=opset, **schema)
         say("check", "checking it with ONNX Runtime")
-        outputs_seen = verify.ort_outputs(str(exported_file), check)
+        outputs_seen = verify.ort_outputs(str(exported_file), check, precision=precision, operators=graph_operators(model))
         agreement = verify.compare(reference, outputs_seen, min_agreement, check.example_rows)
         verification["agreement"] = agreement
         verification["runtime"] = {"name": f"onnxruntime {onnxruntime.__version__} (Python, CPU)",

@@ -16,6 +16,7 @@ disagreement, whatever the measure.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Mapping
@@ -260,7 +261,8 @@ def ort_latency(model: bytes | str, inputs: dict[str, np.ndarray], threads: int,
     return float(statistics.median(times))
 
 
-def ort_outputs(model: bytes | str, data: CheckData, batch: int = 64) -> np.ndarray:
+def ort_outputs(model: bytes | str, data: CheckData, batch: int = 64, *, precision: str = "fp32",
+                operators: set[tuple[str, str]] | None = None) -> np.ndarray:
     """The first output of ``model`` on ONNX Runtime (Python, CPU) for every row of ``data``."""
     import onnxruntime as ort
 
@@ -269,6 +271,39 @@ def ort_outputs(model: bytes | str, data: CheckData, batch: int = 64) -> np.ndar
     try:
         session = ort.InferenceSession(model, session_options(None), providers=["CPUExecutionProvider"])
     except Exception as exc:
+        problem = unsupported_error(f"onnxruntime {ort.__version__}", str(exc), operators, precision)
+        if problem is not None:
+            raise problem from None
         raise InvalidInput(f"ONNX Runtime cannot load the exported model: {str(exc).splitlines()[0][:300]}") from None
     name = session.get_outputs()[0].name
     return np.concatenate([session.run([name], data.rows(s, s + batch))[0] for s in range(0, len(data), batch)])
+
+
+_NO_KERNEL = re.compile(r"(?:implementation for|kernel for)\s+'?([A-Za-z][\w.]*)'?(?:\((\d+)\))?", re.IGNORECASE)
+_BAD_TYPE = re.compile(r"Type '([^']+)' of input parameter \([^)]*\) of operator \(([A-Za-z][\w.]*)\)")
+
+
+def unsupported_operator(message: str, operators: set[tuple[str, str]] | None = None) -> str | None:
+    """The operator a runtime's load error names as unsupported (``Celu (ai.onnx) on tensor(float16)``), or None."""
+    domains = {op: domain for domain, op in sorted(operators or set())}
+    match = _NO_KERNEL.search(message)
+    if match:
+        name = match.group(1)
+        opset = f", opset {match.group(2)}" if match.group(2) else ""
+        return f"{name} ({domains.get(name, 'ai.onnx')}{opset})"
+    match = _BAD_TYPE.search(message)
+    if match:
+        name = match.group(2)
+        return f"{name} ({domains.get(name, 'ai.onnx')}) on {match.group(1)}"
+    return None
+
+
+def unsupported_error(runtime: str, message: str, operators: set[tuple[str, str]] | None, precision: str) -> InvalidInput | None:
+    """The one-line error for a runtime that cannot run an operator of the exported graph (None: another problem)."""
+    missing = unsupported_operator(message, operators)
+    if missing is None:
+        return None
+    hint = ("export at fp32 or int8 (this operator has no half-precision kernel)" if precision == "fp16" and " on " in missing
+            else "export with --target onnx or ort-mobile (the full ONNX Runtime), or convert the model without it")
+    return InvalidInput(f"{runtime} cannot run this {precision} model: it has no kernel for the operator {missing}",
+                        hint=hint)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 
 from groundwork.engines.export.browser import BrowserSession, BundleServer
 from groundwork.engines.export.npm import ensure_runtime
-from groundwork.engines.export.verify import CheckData, InputSpec
+from groundwork.engines.export.verify import CheckData, InputSpec, unsupported_error
 from groundwork.errors import InvalidInput
 
 TEMPLATES = Path(__file__).resolve().parent / "bundle"
@@ -159,10 +158,6 @@ def bundle_sizes(folder: Path) -> dict[str, int]:
 # =====================================================================================
 # The check in a real browser
 # =====================================================================================
-_MISSING_OP = re.compile(r"(?:implementation for|kernel for|not support(?:ed)?(?: op(?:erator)?)?)\s+'?([A-Za-z][\w.]*)'?"
-                         r"(?:\((\d+)\))?", re.IGNORECASE)
-
-
 class BrowserProblem(Exception):
     """The bundle did not load or run in the browser (message: what the page said)."""
 
@@ -175,11 +170,15 @@ def check_in_browser(
     threads: int = 2,
     repeat: int = 30,
     operators: set[tuple[str, str]] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Run ``data`` through the bundle in Chromium; outputs, latency, WebGPU, and network attempts."""
     if session is None:
         with BrowserSession() as own:
-            return check_in_browser(folder, data, session=own, threads=threads, repeat=repeat, operators=operators)
+            return check_in_browser(folder, data, session=own, threads=threads, repeat=repeat, operators=operators,
+                                    precision=precision)
+    runtime = f"onnxruntime-web {json.loads((folder / 'schema.json').read_text())['runtime']['version']} in {session.version}"
+    problem = (runtime, operators, precision)
     batches = [{k: v.tolist() for k, v in data.rows(s, s + BATCH).items()} for s in range(0, len(data), BATCH)]
     one_row = {k: v.tolist() for k, v in data.rows(0, 1).items()}
     example = {k: v.tolist() for k, v in data.rows(0, max(1, data.example_rows)).items()}
@@ -187,7 +186,7 @@ def check_in_browser(
     latency: dict[str, float | None] = {}
     with BundleServer(folder) as server:
         with session.page(server) as (page, blocked, errors):
-            info = _open(page, server, {"threads": 1, "backend": "wasm"}, blocked, errors, operators)
+            info = _open(page, server, {"threads": 1, "backend": "wasm"}, blocked, errors, problem)
             result["backend"] = info.get("backend")
             result["load_ms"] = info.get("loadMs")
             result["outputs"] = page.evaluate("(b) => window.gwCheck.predict(b)", batches)
@@ -198,7 +197,7 @@ def check_in_browser(
             result["page_errors"] += errors
         if threads > 1:
             with session.page(server) as (page, blocked, errors):
-                info = _open(page, server, {"threads": threads, "backend": "wasm"}, blocked, errors, operators)
+                info = _open(page, server, {"threads": threads, "backend": "wasm"}, blocked, errors, problem)
                 result["threads"] = info.get("threads")
                 result["example_outputs_threaded"] = page.evaluate("(b) => window.gwCheck.predict(b)", [example])
                 latency[f"wasm_{threads}_threads"] = page.evaluate(
@@ -208,7 +207,7 @@ def check_in_browser(
         schema = json.loads((folder / "schema.json").read_text())
         if result["webgpu"] == "offered" and schema["runtime"].get("webgpu"):
             with session.page(server) as (page, blocked, errors):
-                _open(page, server, {"backend": "webgpu"}, blocked, errors, operators)
+                _open(page, server, {"backend": "webgpu"}, blocked, errors, problem)
                 result["example_outputs_webgpu"] = page.evaluate("(b) => window.gwCheck.predict(b)", [example])
                 latency["webgpu"] = page.evaluate("([x, r]) => window.gwCheck.latency(x, r)", [one_row, repeat])["median_ms"]
                 result["blocked_requests"] += blocked
@@ -220,7 +219,7 @@ def check_in_browser(
 
 
 def _open(page: Any, server: BundleServer, options: dict[str, Any], blocked: list[str], errors: list[str],
-          operators: set[tuple[str, str]] | None) -> dict[str, Any]:
+          problem: tuple[str, set[tuple[str, str]] | None, str]) -> dict[str, Any]:
     from playwright.sync_api import Error as PlaywrightError
 
     try:
@@ -231,13 +230,10 @@ def _open(page: Any, server: BundleServer, options: dict[str, Any], blocked: lis
         message = _page_message(str(exc))
         if blocked:
             raise BrowserProblem(f"the bundle tried to fetch {blocked[0]} (a bundle must not need the network)") from None
-        missing = _missing_operator(message, operators)
-        if missing:
-            raise InvalidInput(
-                f"onnxruntime-web cannot run this model: it has no implementation of {missing}",
-                hint="export with --target onnx or --target ort-mobile (full ONNX Runtime), or convert the model "
-                "without that operator",
-            ) from None
+        runtime, operators, precision = problem
+        unsupported = unsupported_error(runtime, message, operators, precision)
+        if unsupported is not None:
+            raise unsupported from None
         detail = message or (errors[0] if errors else "no message")
         raise BrowserProblem(f"the bundle did not load in the browser: {detail}") from None
 
@@ -248,14 +244,3 @@ def _page_message(text: str) -> str:
         if "Error" in line or "error" in line:
             return line[:400]
     return lines[0][:400] if lines else ""
-
-
-def _missing_operator(message: str, operators: set[tuple[str, str]] | None) -> str | None:
-    match = _MISSING_OP.search(message)
-    if match:
-        name = match.group(1)
-        domains = sorted({d for d, op in (operators or set()) if op == name})
-        where = f" (domain {domains[0]})" if domains else ""
-        version = f", opset {match.group(2)}" if match.group(2) else ""
-        return f"{name}{where}{version}"
-    return None
