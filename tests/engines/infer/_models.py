@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+
+def model_ref(factory: str) -> str:
+    """``/path/to/_models.py:factory``: a reference a child process can load."""
+    return f"{Path(__file__)}:{factory}"
 
 
 def tiny3d() -> Any:
@@ -38,3 +44,21 @@ def unet3d() -> Any:
     torch.manual_seed(0)
     return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8, 16), strides=(2, 2),
                 num_res_units=1).eval()
+
+
+def slow3d() -> Any:
+    """``tiny3d`` that takes 30 ms a call: slow enough to be killed at chosen points."""
+    import time
+
+    import torch
+
+    class Slow(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny3d()
+
+        def forward(self, x: Any) -> Any:
+            time.sleep(0.03)
+            return self.net(x)
+
+    return Slow().eval()

@@ -1,4 +1,4 @@
-"""Fixtures for the infer tests: tiny models (``_models.py``) and small generated volumes."""
+"""The infer tests import their tiny models from ``_models.py`` beside them."""
 
 from __future__ import annotations
 
@@ -6,10 +6,3 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-#: ``path:factory`` references a child process can import.
-MODELS = Path(__file__).parent / "_models.py"
-
-
-def model_ref(factory: str) -> str:
-    return f"{MODELS}:{factory}"

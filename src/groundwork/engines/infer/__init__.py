@@ -153,7 +153,8 @@ def infer_volume(
     ``none``, ``softmax`` or ``sigmoid``) or ``labels`` (argmax over channels; a single
     channel is thresholded at 0.5). ``chunks``: the output chunk edge per spatial axis
     (default: a power of two near half the window step). ``resume``: ``None`` resumes an
-    unfinished output when there is one, ``True`` insists there is. ``restart`` drops an
+    unfinished output of the same input, model and settings; ``True`` insists there is one,
+    and accepts an input whose bytes changed (repaired). ``restart`` drops an
     unfinished output and starts over; ``overwrite`` replaces a finished one (at the end).
     ``cache_mb``: memory for chunk sums (default four batches of window outputs).
     ``checkpoint_s``: seconds between saves of the chunk sums (what a crash may lose).
@@ -211,7 +212,7 @@ def infer_volume(
                                hint="run without --resume to start it")
         return _run(
             vm, source, target, out_format, grid, blending, layout, view_shape, stored_shape, slots, memory,
-            progress, checkpoint_s, record, store_output, parts, threads, on_plan, on_tick, config,
+            progress, checkpoint_s, record, store_output, parts, threads, on_plan, on_tick, config, resume,
             {"blend": blend, "sigma_scale": sigma_scale, "activation": activation, "output_type": output_type},
         )
     finally:
@@ -224,7 +225,7 @@ def _run(
     view_shape: tuple[int, ...], stored_shape: tuple[int, ...], slots: int, memory: dict[str, int],
     progress: Progress, checkpoint_s: float, record: bool, store_output: bool, parts: int | None,
     threads: int, on_plan: Callable[[VolumePlan], None] | None, on_tick: Callable[[Tick], None] | None,
-    config: Config, settings: dict[str, Any],
+    config: Config, resume: bool | None, settings: dict[str, Any],
 ) -> VolumeResult:
     from groundwork.core.tracking import start_run
     from groundwork.storage.artifacts import ArtifactStore
@@ -249,14 +250,14 @@ def _run(
             input_digest = ArtifactStore.digest_path(source.path).digest
         plan = {
             "input": {"path": str(source.path.resolve()), "digest": input_digest},
-            "model": {"reference": str(vm.reference), "digest": vm.digest},
+            "model": {"digest": vm.digest},
             "grid": grid.to_dict(), **settings, "output": {"format": out_format, "shape": list(stored_shape),
                                                          "dtype": blending.dtype.name},
         }
         work = progress.folder / working_name(out_format)
         resumed = progress.exists
         if resumed:
-            progress.check_same(plan)
+            progress.check_same(plan, accept_input_change=resume is True)
             if not work.exists():
                 raise Conflict(f"{progress.folder} has a plan but no data", hint="pass --restart to start over")
             out = reopen_output(work, out_format, layout, source.spatial)

@@ -92,15 +92,17 @@ class Progress:
             raise InvalidInput(f"{self.folder / PLAN} was written by a newer groundwork", hint="upgrade groundwork")
         return data
 
-    def check_same(self, plan: dict[str, Any]) -> None:
-        """Refuse to resume work planned with other settings."""
-        old = self.plan()
-        diffs = [f"{key}: {_short(old.get(key))} then, {_short(plan[key])} now" for key in sorted(plan)
-                 if _norm(old.get(key)) != _norm(plan[key])]
+    def check_same(self, plan: dict[str, Any], *, accept_input_change: bool = False) -> None:
+        """Refuse to resume work planned with other settings (or, unless accepted, another input)."""
+        old, new = _flat(self.plan()), _flat(plan)
+        diffs = [f"{key}: {_short(old.get(key))} then, {_short(new[key])} now" for key in sorted(new)
+                 if old.get(key) != new[key] and not (accept_input_change and key == "input.digest")]
         if diffs:
+            only_input = all(d.startswith("input.digest") for d in diffs)
             raise Conflict(
                 f"{self.folder} holds an unfinished output made with other settings ({'; '.join(diffs[:3])})",
-                hint="rerun with the same settings to resume, or pass --restart to start over",
+                hint="pass --resume to keep its finished chunks if you repaired the input, or --restart to start over"
+                if only_input else "rerun with the same settings to resume, or pass --restart to start over",
             )
 
     def discard(self) -> None:
@@ -208,8 +210,15 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _norm(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True))
+def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"grid": {"window": [96, 96, 96]}}`` as ``{"grid.window": [96, 96, 96]}`` (JSON values)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            out.update(_flat(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(item))
+    return out
 
 
 def _short(value: Any) -> str:
