@@ -266,3 +266,18 @@ def test_a_step_file_outside_the_project_is_restored_beside_the_workspace_not_ov
     current = reproduce(ran["count"].run_id or "", config=workspace, current_inputs=True, echo=False)
     assert [(i.source, i.changed) for i in current.inputs] == [("external", True)]
     assert not current.ok and data.read_text() == "the user edited this file since\n"
+
+
+def test_the_copy_without_git_leaves_out_groundworks_own_store(tmp_path: Path) -> None:
+    from groundwork.core.reproduce.checkout import _copy_folder
+
+    folder = tmp_path / "folder"
+    (folder / "store" / "ab").mkdir(parents=True)
+    (folder / "store" / "ab" / "blob").write_text("artifact\n")
+    (folder / "meta.db").write_text("sqlite\n")
+    (folder / "meta.db-wal").write_text("wal\n")
+    (folder / ".groundwork").mkdir()
+    (folder / "train.py").write_text("print(1)\n")
+    config = Config(store_url=f"sqlite:///{folder / 'meta.db'}", artifacts_url=str(folder / "store"))
+    _copy_folder(folder, tmp_path / "copy", config)
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["train.py"]

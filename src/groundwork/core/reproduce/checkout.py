@@ -156,21 +156,21 @@ def _recreate_folders(repository: Path, tree: Path) -> int:
 # -- without git: a copy ----------------------------------------------------------------------------------------
 
 
-def _store_folders(config: Config) -> list[Path]:
-    """The local folders groundwork's own store and artifacts live in (never copied)."""
-    folders = []
+def _store_paths(config: Config) -> set[Path]:
+    """groundwork's own local store files and artifact folder (never copied)."""
+    paths: set[Path] = set()
     if config.store_url.startswith("sqlite:///"):
         path = config.store_url[len("sqlite:///"):].partition("?")[0]
         if path and path != ":memory:":
-            folders.append(Path(os.path.realpath(path)).parent)
+            paths.update(Path(os.path.realpath(path + suffix)) for suffix in ("", "-wal", "-shm", "-journal"))
     if "://" not in config.artifacts_url:
-        folders.append(Path(os.path.realpath(config.artifacts_url)))
-    return folders
+        paths.add(Path(os.path.realpath(config.artifacts_url)))
+    return paths
 
 
 def _copy_folder(source: Path, dest: Path, config: Config) -> None:
     """Copy ``source`` to ``dest`` (symlinks as symlinks), without tools' folders; refuse a huge one."""
-    skip = _store_folders(config)
+    skip = _store_paths(config)
     total = files = 0
 
     def ignore(folder: str, names: list[str]) -> set[str]:
