@@ -201,8 +201,8 @@ def _copy_folder(source: Path, dest: Path, config: Config) -> None:
 
 def _copy_source(recorded_cwd: Path, repository: str | None) -> tuple[Path, Path]:
     """The folder to copy and the run's folder within it: the larger of the project and the cwd."""
-    project = Path(repository) if repository and Path(repository).is_dir() else None
-    cwd = recorded_cwd if recorded_cwd.is_dir() else None
+    project = Path(os.path.realpath(repository)) if repository and Path(repository).is_dir() else None
+    cwd = Path(os.path.realpath(recorded_cwd)) if recorded_cwd.is_dir() else None
     if project is None and cwd is None:
         raise NotReproducible(
             f"the run recorded no git commit and its folder {recorded_cwd} no longer exists",
