@@ -29,7 +29,7 @@ def test_rows_are_converted_to_the_runtime_dtype() -> None:
         ([[1, 2, 3, 4], [1, 2, 3]], "row 1 has 3 values; the model takes 4"),
         ([1, 2, 3, 4], "single flat list"),
         ([[[1, 2, 3, 4]]], "nested 3 levels deep"),
-        ([["a", 2, 3, 4]], r"hold text \(row 0, position 0: 'a'\)"),
+        ([["a", 2, 3, 4]], r"hold text \(row 0, column 0: 'a'\)"),
         ([[None, 2, 3, 4]], "mixed values"),
         ([[True, False, True, False]], "hold true/false"),
         ([], "holds no rows"),
@@ -95,3 +95,55 @@ def test_without_a_signature_any_numeric_rows_pass() -> None:
     assert rows == 2 and batch.dtype == np.float64
     with pytest.raises(UnprocessableInput, match="hold text"):
         Validator(None)([["a"]])
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([[True, 0, 0, 0]], r"row 0, column 0 is true \(JSON true/false is not a number\)"),
+        ([[1, 2, 3, 4], [0.5, 1, False, 2]], "row 1, column 2 is false"),
+        ([[True, False, True, True]], r"hold true/false \(row 0, column 0: true\)"),
+    ],
+)
+def test_booleans_anywhere_among_numbers_are_422_naming_the_column(inputs: Any, message: str) -> None:
+    with pytest.raises(UnprocessableInput, match=message):
+        Validator(ROWS, np.dtype(np.float32))(inputs)
+    table = Signature((TensorSpec("a", "float64", (-1,)), TensorSpec("b", "int64", (-1,))), (), True)
+    with pytest.raises(UnprocessableInput, match="column 'b' takes int64 numbers, but value 1 is true"):
+        Validator(table)({"a": [1.0, 2.0], "b": [3, True]})
+
+
+def test_the_server_skips_the_boolean_walk_only_when_the_body_has_no_true_or_false() -> None:
+    batch, _ = Validator(ROWS)([[True, 0, 0, 0]], False)  # what booleans=False promises: no true/false in the body
+    assert batch.tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    bools = Signature((TensorSpec(None, "bool", (-1, 2)),))
+    batch, _ = Validator(bools)([[True, False]])  # a model that takes true/false gets them
+    assert batch.dtype == np.bool_
+
+
+@pytest.mark.parametrize(
+    ("signature", "dtype", "inputs", "message"),
+    [
+        (ROWS, np.float32, [[1, 2, 3, 4], [1e300, 0, 0, 0]],
+         r"row 1, column 0 is 1e\+300, outside what the model's input type float32 holds \(-3.403e\+38 to 3.403e\+38\)"),
+        (ROWS, np.float32, [[0, 0, 0, -3.5e38]], "row 0, column 3 is -3.5e"),
+        (Signature((TensorSpec(None, "int32", (-1, 2)),)), None, [[1, 3_000_000_000]],
+         r"row 0, column 1 is 3000000000, outside .* int32 holds \(-2147483648 to 2147483647\)"),
+        (Signature((TensorSpec(None, "uint8", (-1, 2)),)), None, [[1, -1]], r"row 0, column 1 is -1, .* uint8 holds \(0 to 255\)"),
+        (Signature((TensorSpec("w", "float32", (-1,)),), (), True), None, {"w": [1.0, 1e39]},
+         "column 'w': value 1 is 1e\\+39, outside"),
+    ],
+)
+def test_numbers_the_model_type_cannot_hold_are_422_not_infinity(signature: Signature, dtype: Any, inputs: Any,
+                                                                  message: str) -> None:
+    validate = Validator(signature, np.dtype(dtype) if dtype else None)
+    with pytest.raises(UnprocessableInput, match=message):
+        validate(inputs)
+
+
+def test_the_largest_numbers_a_type_holds_pass() -> None:
+    top = float(np.finfo(np.float32).max)
+    batch, _ = Validator(ROWS, np.dtype(np.float32))([[top, -top, 0, 1e-300]])
+    assert np.isfinite(batch).all() and batch[0, 0] == np.float32(top)
+    batch, _ = Validator(ROWS)([[1e300, 0, 0, 0]])  # float64 holds it
+    assert batch[0, 0] == 1e300

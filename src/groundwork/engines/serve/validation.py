@@ -3,10 +3,14 @@
 =======  ==========================================================================
 status   when
 =======  ==========================================================================
-400      the body is not JSON, not a JSON object, or has no ``"inputs"`` key
+400      the body is not JSON (NaN, Infinity and numbers beyond a double's range are
+         not JSON numbers), not a JSON object, or has no ``"inputs"`` key
 413      the body is larger than the limit (``--max-body-mb``)
+415      the ``Content-Type`` is not JSON (missing, ``text/plain``, a form): a web page
+         can send those cross-origin without asking, so they are never read
 422      ``inputs`` is JSON but does not fit the signature: wrong shape (row length,
-         nesting), wrong dtype (text or true/false where numbers go), a missing or
+         nesting), wrong dtype (text, or true/false anywhere among numbers), a number
+         the model's input type cannot hold (``1e300`` for float32), a missing or
          unknown column, columns of different lengths, no rows at all
 =======  ==========================================================================
 
@@ -33,10 +37,37 @@ _NUMERIC = "iuf"
 _KIND_NAMES = {"U": "text", "S": "text", "O": "mixed values (null, objects or text among numbers)", "b": "true/false"}
 
 
-def body_not_json(detail: str) -> InvalidInput:
+class UnsupportedMediaType(InvalidInput):
+    headline = "Unsupported media type"
+    http_status = 415
+
+
+def body_not_json(detail: str, body: bytes = b"") -> InvalidInput:
+    if b"NaN" in body or b"Infinity" in body:
+        detail = f"NaN and Infinity are not JSON numbers ({detail})"
     return InvalidInput(
         f"the request body is not valid JSON: {detail}",
-        hint='send {"inputs": [[...], ...]} with Content-Type: application/json',
+        hint='send {"inputs": [[...], ...]} of finite numbers with Content-Type: application/json',
+    )
+
+
+def not_json_content(content_type: bytes | None) -> UnsupportedMediaType | None:
+    """None when ``content_type`` says JSON; else the 415 answer.
+
+    Only JSON is read: ``text/plain``, forms and a missing type are what a web page may
+    send to another origin without a CORS preflight, so refusing them keeps pages on other
+    sites from posting predictions.
+    """
+    if content_type is not None:
+        if content_type == b"application/json":
+            return None
+        media = content_type.split(b";", 1)[0].strip().lower()
+        if media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json")):
+            return None
+    said = "no Content-Type" if content_type is None else f"Content-Type {content_type.decode('latin-1')[:80]!r}"
+    return UnsupportedMediaType(
+        f"predictions take a JSON body; this request has {said}",
+        hint="send it with Content-Type: application/json (curl --json, or -H 'Content-Type: application/json')",
     )
 
 
@@ -110,13 +141,18 @@ class Validator:
             return f'send {{"inputs": [[...], ...]}}: a list of rows, each {self.row_shape[0]} numbers'
         return f"send a list of rows shaped {self.spec.describe()} (N is the number of rows)"
 
-    def __call__(self, inputs: Any) -> tuple[Any, int]:
+    def __call__(self, inputs: Any, booleans: bool = True) -> tuple[Any, int]:
+        """Check and convert ``inputs``; ``booleans=False`` says the body holds no ``true``/``false``.
+
+        JSON ``true`` among numbers becomes 1 in a NumPy array without a trace, so finding one
+        means walking the values; the server skips that walk when the raw body has neither word.
+        """
         if self.columnar:
-            return self._columns(inputs)
-        return self._rows(inputs)
+            return self._columns(inputs, booleans)
+        return self._rows(inputs, booleans)
 
     # -- one tensor of rows ---------------------------------------------------------------
-    def _rows(self, inputs: Any) -> tuple[np.ndarray[Any, Any], int]:
+    def _rows(self, inputs: Any, booleans: bool = True) -> tuple[np.ndarray[Any, Any], int]:
         if isinstance(inputs, Mapping):
             if len(inputs) == 1:
                 inputs = next(iter(inputs.values()))
@@ -137,6 +173,14 @@ class Validator:
                 + self._first_bad(inputs),
                 self._rows_hint,
             )
+        if booleans and self.kind != "b" and kind != "b":
+            where = _first_boolean(inputs)
+            if where is not None:
+                raise _unprocessable(
+                    f"inputs must be numbers, but {_position(where)} is {_json_value(_at(inputs, where))}"
+                    " (JSON true/false is not a number)",
+                    self._rows_hint,
+                )
         if self.row_shape is not None:
             if arr.ndim != len(self.row_shape) + 1:
                 raise self._rank(arr)
@@ -154,7 +198,7 @@ class Validator:
         if kind == "f" and self.kind in "iu" and not np.all(np.mod(arr, 1) == 0):
             raise _unprocessable(f"inputs must be whole numbers (the model takes {self.dtype.name})", self._rows_hint)
         if arr.dtype != self.dtype:
-            arr = arr.astype(self.dtype)
+            arr = _cast(arr, self.dtype, "inputs", _position, self._rows_hint)
         return arr, len(arr)
 
     def _rank(self, arr: np.ndarray[Any, Any]) -> UnprocessableInput:
@@ -191,11 +235,11 @@ class Validator:
             values = row if isinstance(row, list) else [row]
             for j, value in enumerate(values):
                 if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-                    return f" (row {i}, position {j}: {value!r:.40})"
+                    return f" ({_position((i, j))}: {_json_value(value)})"
         return ""
 
     # -- a table of named columns -----------------------------------------------------------
-    def _columns(self, inputs: Any) -> tuple[dict[str, np.ndarray[Any, Any]], int]:
+    def _columns(self, inputs: Any, booleans: bool = True) -> tuple[dict[str, np.ndarray[Any, Any]], int]:
         names = ", ".join(self.columns)
         hint = f'send {{"inputs": {{"column": [values...]}}}} with the columns {names}'
         if isinstance(inputs, list) and inputs and all(isinstance(r, dict) for r in inputs):
@@ -218,7 +262,7 @@ class Validator:
             values = inputs[name]
             if not isinstance(values, list):
                 values = [values]
-            out[name] = self._column(name, spec, values, hint)
+            out[name] = self._column(name, spec, values, hint, booleans)
             if length is None:
                 length = len(values)
             elif len(values) != length:
@@ -227,7 +271,7 @@ class Validator:
             raise _unprocessable('"inputs" holds no rows', hint)
         return out, length
 
-    def _column(self, name: str, spec: TensorSpec, values: list[Any], hint: str) -> np.ndarray[Any, Any]:
+    def _column(self, name: str, spec: TensorSpec, values: list[Any], hint: str, booleans: bool) -> np.ndarray[Any, Any]:
         if spec.dtype == "str":
             bad = next((v for v in values if not isinstance(v, str)), _MISSING)
             if bad is not _MISSING:
@@ -243,11 +287,83 @@ class Validator:
                 f"column {name!r} takes {spec.dtype} numbers, but holds {_KIND_NAMES.get(arr.dtype.kind, arr.dtype.name)}",
                 hint,
             )
+        if booleans and want.kind != "b" and arr.dtype.kind != "b":
+            where = _first_boolean(values)
+            if where is not None:
+                raise _unprocessable(
+                    f"column {name!r} takes {spec.dtype} numbers, but {_position(where, 'value')} is "
+                    f"{_json_value(_at(values, where))} (JSON true/false is not a number)", hint)
         if arr.ndim != len(spec.shape):
             raise _unprocessable(f"column {name!r} is shaped {list(arr.shape)}; it takes {spec.describe()}", hint)
         if arr.dtype.kind == "f" and want.kind in "iu" and not np.all(np.mod(arr, 1) == 0):
             raise _unprocessable(f"column {name!r} takes whole numbers ({spec.dtype})", hint)
-        return arr.astype(want) if arr.dtype != want else arr
+        if arr.dtype == want:
+            return arr
+        return _cast(arr, want, f"column {name!r}", lambda index: _position(index, "value"), hint)
+
+
+def _cast(arr: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str, position: Any, hint: str) -> np.ndarray[Any, Any]:
+    """``arr`` as ``dtype``, or a 422 naming the first value that type cannot hold.
+
+    NumPy casts silently: 1e300 becomes inf in float32, 3e9 wraps around in int32. JSON
+    cannot carry NaN or Infinity (the parser refuses them with 400), so every number that
+    arrives is finite, and one that the model's type cannot hold is refused rather than
+    turned into infinity. The common case costs one ``abs().max()``.
+    """
+    kind = dtype.kind
+    if kind in "iu" and arr.dtype.kind in "iuf":
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            index = tuple(int(i) for i in np.argwhere((arr < info.min) | (arr > info.max))[0])
+            raise _unprocessable(
+                f"{what}: {position(index)} is {arr[index].item()!r:.40}, outside what the model's input type "
+                f"{dtype.name} holds ({info.min} to {info.max})", hint)
+    elif kind == "f" and dtype.itemsize < 8 and arr.dtype.kind in "iuf":
+        top = _FLOAT_MAX[dtype.itemsize]
+        if arr.size and np.abs(arr).max() > top:
+            index = tuple(int(i) for i in np.argwhere(np.abs(arr) > top)[0])
+            raise _unprocessable(
+                f"{what}: {position(index)} is {float(arr[index]):g}, outside what the model's input type "
+                f"{dtype.name} holds (-{top:.4g} to {top:.4g})", hint)
+    return arr.astype(dtype)
+
+
+_FLOAT_MAX = {2: float(np.finfo(np.float16).max), 4: float(np.finfo(np.float32).max)}
+
+
+def _first_boolean(values: list[Any]) -> tuple[int, ...] | None:
+    """Where the first JSON true/false is in nested lists (first 10,000 top-level items)."""
+    for i, value in enumerate(values[:10_000]):
+        if type(value) is bool:
+            return (i,)
+        if isinstance(value, list):
+            inner = _first_boolean(value)
+            if inner is not None:
+                return (i, *inner)
+    return None
+
+
+def _at(values: Any, index: tuple[int, ...]) -> Any:
+    for i in index:
+        values = values[i]
+    return values
+
+
+def _position(index: tuple[int, ...], first: str = "row") -> str:
+    """``row 0, column 3`` in rows of values; ``row 0, position [1, 2]`` deeper down (``value 4`` in a column)."""
+    if len(index) == 1:
+        return f"{first} {index[0]}"
+    if len(index) == 2 and first == "row":
+        return f"{first} {index[0]}, column {index[1]}"
+    return f"{first} {index[0]}, position {list(index[1:])}"
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return f"{value!r:.40}"
 
 
 _MISSING: Any = object()
