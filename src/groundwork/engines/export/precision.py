@@ -42,7 +42,7 @@ def _fp16(model: bytes) -> bytes:
         raise InvalidInput("FP16 export needs onnxconverter-common", hint="pip install 'groundwork[export]'") from None
     proto = onnx.load_from_string(model)
     try:
-        half = float16.convert_float_to_float16(proto, keep_io_types=True)
+        half = _quiet(lambda: float16.convert_float_to_float16(proto, keep_io_types=True))
     except Exception as exc:
         raise InvalidInput(f"onnxconverter-common cannot convert this graph to FP16: {str(exc).splitlines()[0]}") from None
     kinds = {vi.name: vi.type.tensor_type.elem_type for vi in half.graph.value_info}
