@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from groundwork.core import registry
+from groundwork.core.exports import list_exports
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, check_same_origin, ok
 
@@ -59,6 +60,7 @@ def get_model(ctx: Context, name: str) -> JSON:
             "versions": out,
             "aliases": dict(sorted(aliases.items())),
             "history": [dataclasses.asdict(h) for h in history],
+            "exports": [e.to_dict() for e in list_exports(name, config=ctx.config, all_versions=True)] if versions else [],
         }
     )
 

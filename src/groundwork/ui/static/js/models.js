@@ -57,13 +57,34 @@ export async function renderModel(main, ctx) {
       history.length ? table(["when", "alias", "from", "to", "who", "reason"], history.map((m) => h("tr", null,
         h("td", { title: fmtTime(m.changed_at) }, fmtTime(m.changed_at)), h("td", null, `@${m.alias}`),
         h("td", null, m.from_version ? `v${m.from_version}` : "–"), h("td", null, m.to_version ? `v${m.to_version}` : "removed"),
-        h("td", null, m.who || ""), h("td", { class: "wrap" }, m.reason || ""))), "history") : h("p", { class: "muted" }, "No alias has moved yet."));
+        h("td", null, m.who || ""), h("td", { class: "wrap" }, m.reason || ""))), "history") : h("p", { class: "muted" }, "No alias has moved yet."),
+      exportsSection(data.exports || []));
     if (focusVersion) {
       const button = body.querySelector(`button[data-promote="${focusVersion}"]`);
       if (button) button.focus();
     }
   }
   await draw();
+}
+
+// Recorded exports (groundwork export): each was checked against the version before it was kept.
+function exportsSection(exports) {
+  if (!exports.length) return null;
+  const agreement = (v) => {
+    const a = (v && v.agreement) || {};
+    if (typeof a.value !== "number") return "–";
+    return a.measure === "cosine" ? `cosine ${a.value.toFixed(4)}` : `${a.measure === "label" ? "labels" : a.measure} ${(100 * a.value).toFixed(1)}%`;
+  };
+  const megabytes = (n) => (typeof n !== "number" ? "–" : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
+  const latency = (v) => Object.entries((v && v.latency_ms) || {}).filter(([, ms]) => typeof ms === "number")
+    .map(([key, ms]) => `${key.replaceAll("_", " ")} ${ms.toFixed(2)} ms`).join(" · ");
+  return [h("h2", null, "Exports"), table([{ label: "id", num: true }, { label: "version", num: true }, "target", "checked in", "agreement",
+    { label: "size", num: true }, "latency (one row)", "folder", "created"], exports.map((e) => h("tr", { dataset: { exportId: e.id } },
+    h("td", { class: "num" }, String(e.id)), h("td", { class: "num" }, `v${e.version}`), h("td", null, `${e.target} ${e.precision}`),
+    h("td", null, (e.verification.runtime || {}).name || "–"), h("td", null, agreement(e.verification)),
+    h("td", { class: "num" }, megabytes((e.verification.size || {}).total_bytes)),
+    h("td", { class: "wrap small" }, latency(e.verification)), h("td", { class: "wrap mono small" }, e.location || "–"),
+    h("td", null, fmtTime(e.created_at)))), "exports")];
 }
 
 function promoteDialog() {
