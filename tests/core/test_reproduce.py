@@ -198,7 +198,7 @@ def test_unknown_run_and_lost_commit_are_clear_errors(repo: Path, workspace: Con
 def digits_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "digits"
     root.mkdir()
-    shutil.copy(REPO_ROOT / "examples" / "digits" / "pipeline.py", root / "pipeline.py")
+    shutil.copy(REPO_ROOT / "src" / "groundwork" / "examples" / "digits" / "pipeline.py", root / "pipeline.py")
     commit_all(root, "digits")
     monkeypatch.chdir(root)
     return root
@@ -359,7 +359,7 @@ def test_a_step_reproduces_outside_a_git_checkout_from_another_folder(
 def test_no_digits_step_takes_a_name_the_docs_give_a_users_run() -> None:
     import ast
 
-    tree = ast.parse((REPO_ROOT / "examples" / "digits" / "pipeline.py").read_text())
+    tree = ast.parse((REPO_ROOT / "src" / "groundwork" / "examples" / "digits" / "pipeline.py").read_text())
     steps = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
              and any("step" in ast.unparse(d) for d in node.decorator_list)}
     assert "train_baseline" in steps

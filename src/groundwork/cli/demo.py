@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from groundwork.cli._app import ArtifactsOption, StoreOption, app, console, make_config
-from groundwork.errors import ConfigError, GroundworkError
+from groundwork.errors import GroundworkError
 
 if TYPE_CHECKING:
     from groundwork.config import Config
@@ -20,19 +20,6 @@ class DemoFailed(GroundworkError):
     headline = "Demo failed"
 
 
-def examples_dir() -> Path:
-    """The repository's ``examples/`` folder (the demo runs from a checkout)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "examples" / "digits"
-        if candidate.is_dir():
-            return candidate.parent
-    raise ConfigError(
-        "the demo's examples/ folder was not found next to this groundwork",
-        hint="run the demo from a checkout of the groundwork repository: make demo",
-    )
-
-
 @app.command("demo", epilog="Example:  groundwork demo --epochs 10")
 def demo_command(
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the digits MLP.")] = 10,
@@ -41,8 +28,8 @@ def demo_command(
 ) -> None:
     """The end-to-end demo on the embedded store: a recorded run, a cached pipeline, lineage, reproduction, serving.
 
-    1. [bold]groundwork run[/] records examples/digits/train.py (a PyTorch MLP on scikit-learn's digits);
-    2. [bold]groundwork pipeline run[/] runs examples/digits/pipeline.py, then again: fully cached;
+    1. [bold]groundwork run[/] records the digits example's training script (a PyTorch MLP on scikit-learn's digits);
+    2. [bold]groundwork pipeline run[/] runs the digits pipeline, then again: fully cached;
     3. [bold]groundwork lineage[/] shows how the evaluation was made, from the raw data;
     4. [bold]groundwork reproduce[/] reruns the training step and checks every output digest;
     5. the pipeline's MLP is registered as model [bold]digits[/] and promoted to [bold]production[/];
@@ -58,11 +45,9 @@ def demo_command(
     from groundwork.core.reproduce import reproduce
 
     config = make_config(store, artifacts)
-    examples = examples_dir()
-
-    console.rule("[bold]1. groundwork run -- python examples/digits/train.py")
+    console.rule("[bold]1. groundwork run -- python -m groundwork.examples.digits.train")
     result = execute_command(
-        [sys.executable, str(examples / "digits" / "train.py")],
+        [sys.executable, "-m", "groundwork.examples.digits.train"],
         config=config,
         name="digits-mlp",
         params={"epochs": epochs, "lr": 0.01, "hidden": 128, "seed": 0},
@@ -70,8 +55,8 @@ def demo_command(
     if result.exit_code != 0:
         raise typer.Exit(result.exit_code)
 
-    target = f"{examples / 'digits' / 'pipeline.py'}:digits_pipeline"
-    console.rule("[bold]2. groundwork pipeline run examples/digits/pipeline.py:digits_pipeline")
+    target = "groundwork.examples.digits.pipeline:digits_pipeline"
+    console.rule(f"[bold]2. groundwork pipeline run {target}")
     first = run_and_show(target, {"epochs": epochs}, config=config)
     console.rule("[bold]3. the same pipeline again: every step comes from the cache")
     second = run_and_show(target, {"epochs": epochs}, config=config)

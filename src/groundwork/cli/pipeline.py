@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 pipeline_app = typer.Typer(
     name="pipeline",
     help="Run pipelines: steps joined into a DAG, cached by content.\n\n"
-    "Example:  groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=5",
+    "Example:  groundwork pipeline run groundwork.examples.digits.pipeline:digits_pipeline --param epochs=5",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -228,7 +228,7 @@ def run_and_show(
 
 @pipeline_app.command(
     "run",
-    epilog="Example:  groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=5 --executor local",
+    epilog="Example:  groundwork pipeline run groundwork.examples.digits.pipeline:digits_pipeline --param epochs=5 --executor local",
 )
 def pipeline_run_command(
     target: Annotated[str, typer.Argument(help="module:function or path/to/file.py:function of a @gw.pipeline.")],

@@ -1,7 +1,7 @@
 """Train a small PyTorch MLP on scikit-learn's digits, recorded by groundwork.
 
-Run it plainly (`python examples/digits/train.py`) or under `groundwork run`
-(`groundwork run --param epochs=30 -- python examples/digits/train.py`): the
+Run it plainly (`python -m groundwork.examples.digits.train`) or under `groundwork run`
+(`groundwork run --param epochs=30 -- python -m groundwork.examples.digits.train`): the
 SDK attaches to the run that `groundwork run` created and params given with
 --param arrive as GROUNDWORK_PARAM_<NAME>.
 """

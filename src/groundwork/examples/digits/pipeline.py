@@ -1,7 +1,7 @@
 """The digits pipeline: ingest -> split -> standardize -> train (PyTorch MLP) + train_baseline -> evaluate.
 
-    groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=10
-    groundwork pipeline run examples/digits/pipeline.py:digits_pipeline --param epochs=10   # fully cached
+    groundwork pipeline run groundwork.examples.digits.pipeline:digits_pipeline --param epochs=10
+    groundwork pipeline run groundwork.examples.digits.pipeline:digits_pipeline --param epochs=10   # fully cached
     groundwork lineage <the evaluate step's run id>
     groundwork reproduce <the train step's run id>                                         # bit-exact
 
