@@ -21,7 +21,7 @@ the run that made it and that run's inputs, and ``groundwork lineage digits/3
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +32,12 @@ from groundwork.storage.registry import ArtifactRow, ExportRow, RegistryStore
 
 
 @dataclass(frozen=True)
-class ExportRecord:
-    """A recorded (passed) export of a model version."""
-
-    id: int
-    name: str
-    version: int
-    target: str
-    precision: str
-    artifact_digest: str
-    verification: dict[str, Any]
-    location: str | None
-    user: str | None
-    created_at: float
+class ExportRecord(ExportRow):
+    """A recorded (passed) export of a model version: its row, with a summary and a reference."""
 
     @classmethod
     def from_row(cls, row: ExportRow) -> ExportRecord:
-        return cls(row.id, row.name, row.version, row.target, row.precision, row.artifact_digest,
-                   dict(row.verification), row.location, row.user, row.created_at)
+        return cls(**{f.name: getattr(row, f.name) for f in fields(ExportRow)})
 
     @property
     def ref(self) -> str:

@@ -114,6 +114,15 @@ class ExportRow:
         return cls(**values)
 
 
+def _insert_artifact(store: MetadataStore, conn: Any, artifact: ArtifactRow, now: float) -> None:
+    """The ``artifacts`` row of ``artifact`` (kept when it exists), in the caller's transaction."""
+    conn.execute(
+        store._insert(schema.artifacts).on_conflict_do_nothing(),
+        {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
+         "file_count": artifact.file_count, "created_at": now},
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -148,11 +157,7 @@ class RegistryStore:
         now = time.time()
         store = self.store
         with store.write() as conn:
-            conn.execute(
-                store._insert(schema.artifacts).on_conflict_do_nothing(),
-                {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
-                 "file_count": artifact.file_count, "created_at": now},
-            )
+            _insert_artifact(store, conn, artifact, now)
             conn.execute(
                 store._insert(schema.models).on_conflict_do_nothing(),
                 {"name": name, "description": None, "created_at": now, "latest_version": 0},
@@ -273,11 +278,7 @@ class RegistryStore:
         now = time.time()
         store = self.store
         with store.write() as conn:
-            conn.execute(
-                store._insert(schema.artifacts).on_conflict_do_nothing(),
-                {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
-                 "file_count": artifact.file_count, "created_at": now},
-            )
+            _insert_artifact(store, conn, artifact, now)
             result = conn.execute(
                 insert(schema.model_exports),
                 {"name": name, "version": version, "target": target, "precision": precision,
