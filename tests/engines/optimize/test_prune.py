@@ -145,3 +145,65 @@ def test_pruned_model_runs_on_every_engine(which: str, trained_cnn: Any, tiny_be
             assert _cos(got, expected) > 0.98, name
         else:
             np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * max(1.0, float(np.abs(expected).max())), err_msg=name)
+
+
+class KeywordSpotter(nn.Module):
+    """A Conv1d keyword spotter over 40 mel bands (what optimize once refused as NotPrunable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(40, 32, 5, padding=2)
+        self.bn1 = nn.BatchNorm1d(32)
+        self.pool = nn.MaxPool1d(2)
+        self.conv2 = nn.Conv1d(32, 48, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(48)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(48, 10))
+
+    def forward(self, x: Any) -> Any:
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        return self.head(torch.relu(self.bn2(self.conv2(x))))
+
+
+class Volume3d(nn.Module):
+    """Conv3d -> InstanceNorm3d (affine) -> PReLU per channel -> Conv3d, as in MONAI's networks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(1, 16, 3, padding=1)
+        self.norm = nn.InstanceNorm3d(16, affine=True)
+        self.act = nn.PReLU(16)
+        self.conv2 = nn.Conv3d(16, 2, 3, padding=1)
+
+    def forward(self, x: Any) -> Any:
+        return self.conv2(self.act(self.norm(self.conv1(x))))
+
+
+@pytest.mark.parametrize(("module", "shape"), [(KeywordSpotter, (16, 40, 50)), (Volume3d, (4, 1, 12, 12, 12))])
+def test_conv1d_and_conv3d_models_are_pruned(module: Any, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = module().eval()
+    with torch.no_grad():  # non-trivial norm statistics and per-channel slopes
+        for sub in model.modules():
+            if isinstance(sub, nn.BatchNorm1d):
+                sub.running_mean.uniform_(-0.5, 0.5)
+                sub.running_var.uniform_(0.5, 2.0)
+            if isinstance(sub, nn.PReLU):
+                sub.weight.uniform_(0.05, 0.3)
+    calib = [(torch.randn(*shape),) for _ in range(3)]
+    x = torch.randn(*shape)
+    plain = prune(model, 0.5, calib, reconstruct=False)
+    fitted = prune(model, 0.5, calib)
+    assert fitted.structures and fitted.params_after < fitted.params_before
+    assert fitted.flops_after < 0.8 * fitted.flops_before
+    pruned = fitted.module
+    if module is KeywordSpotter:
+        assert (pruned.conv1.out_channels, pruned.bn1.num_features, pruned.conv2.in_channels) == (16, 16, 16)
+        assert (pruned.conv2.out_channels, pruned.head[2].in_features) == (24, 24)
+    else:
+        assert (pruned.conv1.out_channels, pruned.norm.num_features, pruned.act.num_parameters) == (8, 8, 8)
+        assert pruned.conv2.in_channels == 8 and pruned.norm.weight.shape == (8,)
+    with torch.no_grad():
+        ref = model(x).numpy()
+        assert pruned(x).shape == model(x).shape
+        assert _cos(fitted.module(x).numpy(), ref) >= _cos(plain.module(x).numpy(), ref)
+    assert model.conv1.out_channels == (32 if module is KeywordSpotter else 16), "the source is left untouched"

@@ -42,6 +42,7 @@ from groundwork.engines.infer.stream import (
     run_stream,
 )
 from groundwork.engines.infer.volume import (
+    REMAP_BYTES,
     Layout,
     Volume,
     create_output,
@@ -203,7 +204,8 @@ def infer_volume(
         view_shape = (grid.volumes, blending.stored_channels, *grid.size)
         stored_shape = layout.stored_shape(grid.volumes, blending.stored_channels, grid.size)
         slots = pool_slots(grid, out_channels, None if cache_mb is None else int(cache_mb * 1024 * 1024))
-        memory = memory_estimate(grid, source.channels, source.dtype.itemsize, blending, slots)
+        mapped = REMAP_BYTES * sum(fmt in ("npy", "tiff", "nifti") for fmt in (source.format, out_format))
+        memory = memory_estimate(grid, source.channels, source.dtype.itemsize, blending, slots, mapped)
         progress = Progress(partial_folder(target))
         if restart:
             progress.discard()

@@ -25,6 +25,7 @@ import math
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from groundwork.errors import GroundworkError, InvalidInput
 OUTPUT_TYPES = ("float32", "float16", "labels")
 ACTIVATIONS = ("none", "softmax", "sigmoid")
 #: Finished chunks waiting for the writer, at most.
-WRITE_QUEUE = 32
+WRITE_QUEUE = 8
 #: Batches read ahead, at most.
 READ_AHEAD = 2
 
@@ -105,22 +106,28 @@ class Tick:
 
 
 def pool_slots(grid: Grid, out_channels: int, cache_bytes: int | None) -> int:
-    """Chunk sums the pool holds: the cache budget, and never fewer than two batches touch."""
+    """Chunk sums the pool holds: the cache budget (default: eight batches of window outputs),
+    and never fewer than the most chunks one batch touches, plus one."""
     slot = out_channels * math.prod(grid.chunks) * 4
-    per_batch = grid.batch * math.prod(-(-w // c) + 1 for w, c in zip(grid.window, grid.chunks, strict=True))
-    budget = cache_bytes if cache_bytes is not None else 4 * grid.batch * out_channels * math.prod(grid.window) * 4
-    return max(budget // slot, 2 * per_batch)
+    budget = cache_bytes if cache_bytes is not None else 8 * grid.batch * out_channels * math.prod(grid.window) * 4
+    widest = max(len(grid.chunks_of_batch(b)) for b in range(grid.total_batches))
+    return max(budget // slot, widest + 1)
 
 
-def memory_estimate(grid: Grid, in_channels: int, in_itemsize: int, blending: Blending, slots: int) -> dict[str, int]:
-    """Bytes the loop holds at most, by part (the model's own working memory is not included)."""
+def memory_estimate(grid: Grid, in_channels: int, in_itemsize: int, blending: Blending, slots: int,
+                    mapped: int = 0) -> dict[str, int]:
+    """Bytes the loop holds at most, by part (the model's own working memory is not included).
+
+    ``mapped``: bytes of memory-mapped file pages the volumes may hold at once.
+    """
     window = math.prod(grid.window)
     chunk = math.prod(grid.chunks)
     parts = {
         "chunk sums": slots * blending.out_channels * chunk * 4,
-        "windows read ahead": (READ_AHEAD + 2) * grid.batch * in_channels * window * max(4, in_itemsize),
-        "model outputs": 2 * grid.batch * blending.out_channels * window * 4,
+        "windows read ahead": (READ_AHEAD + 3) * grid.batch * in_channels * window * max(4, in_itemsize),
+        "model outputs": 3 * grid.batch * blending.out_channels * window * 4,
         "chunks being written": (WRITE_QUEUE + 2) * blending.stored_channels * chunk * blending.dtype.itemsize,
+        "mapped file pages": mapped,
     }
     parts["total"] = sum(parts.values())
     return parts
@@ -328,6 +335,30 @@ def verify_finished(target: Volume, grid: Grid, state: State, chunks: Sequence[i
     return bad
 
 
+def return_freed_memory() -> None:
+    """Ask glibc to give large freed buffers back to the system at once.
+
+    By default glibc raises its mmap threshold after a large block is freed, so later
+    window-sized buffers come from the heap, and the heap's high-water mark grows with
+    the number of batches. A fixed threshold keeps every buffer over 128 KiB in its own
+    mapping, returned when freed: memory stays what was announced. (Process-wide; other
+    C libraries and non-glibc systems are left alone.)
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_mmap_threshold = -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+
+
 def run_stream(
     grid: Grid,
     model: Callable[[np.ndarray], np.ndarray],
@@ -344,6 +375,7 @@ def run_stream(
 ) -> StreamStats:
     """Compute the chunks ``chunks`` (default: all) of the output that are not finished yet."""
     t0 = time.monotonic()
+    return_freed_memory()
     stats = StreamStats()
     state = progress.state()
     wanted = list(range(grid.total_chunks)) if chunks is None else list(chunks)
@@ -378,10 +410,11 @@ def run_stream(
     done = stats.chunks_skipped
     windows_total = sum(len(grid.batch_windows(b)) for b in order)
     last_checkpoint = time.monotonic()
+    weights_of = _Weights(grid, blending.weights)
     try:
         for cid in ready:
             total = pool.get(cid, -1, -1)
-            writer.put((cid, blending.finish(total, _weights(grid, cid, blending.weights))))
+            writer.put((cid, blending.finish(total, weights_of(cid))))
             pool.release(cid)
             done += 1
         cursor = {cid: 0 for cid in uses}
@@ -389,11 +422,12 @@ def run_stream(
             y = _run_model(model, x, blending.out_channels, grid)
             touched = _touched(grid, b, uses, cursor)
             pool.pinned = {cid for cids in touched.values() for cid in cids}
+            y *= blending.weights  # every window's outputs, weighted (in place: no copy)
             for i, g in enumerate(grid.batch_windows(b)):
                 cids = touched.get(g)
                 if not cids:
                     continue
-                weighted = y[i] * blending.weights
+                weighted = y[i]
                 for cid in cids:
                     nxt = _next_use(uses[cid], cursor[cid])
                     total = pool.get(cid, b, nxt)
@@ -401,7 +435,7 @@ def run_stream(
                     total[(slice(None), *in_chunk)] += weighted[(slice(None), *in_window)]
             for cid in last_of.get(b, ()):
                 total = pool.view(cid, pool.live[cid])
-                writer.put((cid, blending.finish(total, _weights(grid, cid, blending.weights))))
+                writer.put((cid, blending.finish(total, weights_of(cid))))
                 pool.release(cid)
                 done += 1
             pool.pinned = set()
@@ -435,7 +469,7 @@ def _run_model(model: Callable[[np.ndarray], np.ndarray], x: np.ndarray, channel
     expected = (len(x), channels, *grid.window)
     if y.shape != expected:
         raise InvalidInput(f"the model gave output of shape {y.shape} for windows {x.shape}, expected {expected}")
-    return y.astype(np.float32, copy=False)
+    return np.require(y, dtype=np.float32, requirements=["C", "W"])
 
 
 def _touched(grid: Grid, b: int, uses: dict[int, list[int]], cursor: dict[int, int]) -> dict[int, list[int]]:
@@ -462,11 +496,33 @@ def _next_use(batches: list[int], k: int) -> int:
     return batches[k + 1] if k + 1 < len(batches) else 1 << 62
 
 
-def _weights(grid: Grid, cid: int, weights: np.ndarray) -> np.ndarray:
-    """The sum of window weights over chunk ``cid``, added in window order (MONAI's count map)."""
-    _, box = grid.chunk_box(cid)
-    total = np.zeros(tuple(b.stop - b.start for b in box), dtype=np.float32)
-    for g in grid.windows_of_chunk(cid):
-        in_window, in_chunk = grid.local(g, cid)
-        total[in_chunk] += weights[in_window]
-    return total
+class _Weights:
+    """The sum of window weights over a chunk, added in window order (MONAI's count map).
+
+    Chunks at the same place relative to the window grid have the same sum: the last few
+    are kept (keyed by where the windows fall in the chunk).
+    """
+
+    def __init__(self, grid: Grid, weights: np.ndarray, keep: int = 32) -> None:
+        self.grid = grid
+        self.weights = weights
+        self.keep = keep
+        self.cache: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+
+    def __call__(self, cid: int) -> np.ndarray:
+        grid = self.grid
+        _, box = grid.chunk_box(cid)
+        parts = [grid.local(g, cid) for g in grid.windows_of_chunk(cid)]
+        key = (tuple(b.stop - b.start for b in box),
+               tuple((tuple((s.start, s.stop) for s in w), tuple((s.start, s.stop) for s in c)) for w, c in parts))
+        total = self.cache.get(key)
+        if total is None:
+            total = np.zeros(key[0], dtype=np.float32)
+            for in_window, in_chunk in parts:
+                total[in_chunk] += self.weights[in_window]
+            self.cache[key] = total
+            if len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(key)
+        return total

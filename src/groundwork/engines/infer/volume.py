@@ -21,6 +21,7 @@ two more ``(N, C, *spatial)``. NIfTI keeps its own order: ``(X, Y, Z)`` or
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -34,7 +35,8 @@ from groundwork.errors import InvalidInput
 
 FORMATS = ("zarr", "npy", "nifti", "tiff")
 #: A memory map is closed and opened again after about this many bytes of its pages were touched.
-REMAP_BYTES = 64 * 1024 * 1024
+REMAP_BYTES = 8 * 1024 * 1024
+PAGE = 4096
 
 
 def format_of(path: Path) -> str:
@@ -190,6 +192,12 @@ class Volume:
         self.array = None
 
 
+def _full_key(key: Any, shape: Sequence[int]) -> tuple[Any, ...]:
+    """An index as one entry per axis (ints and slices only; what :class:`Volume` passes)."""
+    items = key if isinstance(key, tuple) else (key,)
+    return (*items, *(slice(None),) * (len(shape) - len(items)))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
@@ -209,30 +217,58 @@ class Mapped:
         self._map: np.ndarray | None = opener()
         self.shape = tuple(self._map.shape)
         self.dtype = self._map.dtype
-        row = int(self.shape[-1]) * self.dtype.itemsize if self.shape else self.dtype.itemsize
-        self._page_factor = max(1.0, 4096 / max(1, row))  # a short row still touches a whole page
-        self._touched = 0.0
+        self._touched = 0
 
     def _array(self) -> np.ndarray:
         if self._map is None:
             self._map = self._opener()
         return self._map
 
-    def _count(self, nbytes: int) -> None:
-        self._touched += nbytes * self._page_factor
+    def _pieces(self, key: Any) -> tuple[list[tuple[tuple[Any, ...], slice, int]], int]:
+        """``key`` cut along its outermost ranged axis into pieces touching at most :data:`REMAP_BYTES`
+        of pages each: ``(piece, where it goes along that axis of the result, pages it touches)``,
+        and that axis's place in the result (0 when not cut)."""
+        full = _full_key(key, self.shape)
+        extents = [len(range(*k.indices(n))) if isinstance(k, slice) else 1
+                   for k, n in zip(full, self.shape, strict=True)]
+        row_bytes = (-(-extents[-1] * self.dtype.itemsize // PAGE) + 1) * PAGE  # a row may straddle pages
+        per_row_of_axis = [math.prod(extents[i + 1:-1]) * row_bytes for i in range(len(extents))]
+        axis = next((i for i, k in enumerate(full[:-1])
+                     if isinstance(k, slice) and extents[i] > 1 and k.step in (None, 1)), None)
+        touched = math.prod(extents[:-1]) * row_bytes
+        if axis is None or touched <= REMAP_BYTES:
+            return [(full, slice(None), touched)], 0
+        step = max(1, REMAP_BYTES // per_row_of_axis[axis])
+        start, stop, _ = full[axis].indices(self.shape[axis])
+        out_axis = sum(1 for k in full[:axis] if isinstance(k, slice))
+        pieces = []
+        for i in range(start, stop, step):
+            j = min(stop, i + step)
+            pieces.append(((*full[:axis], slice(i, j), *full[axis + 1:]), slice(i - start, j - start),
+                           (j - i) * per_row_of_axis[axis]))
+        return pieces, out_axis
+
+    def _touch(self, nbytes: int) -> None:
+        self._touched += nbytes
         if self._touched >= REMAP_BYTES:
             self.flush()
             self._map = None  # unmapped when the last reference goes (we hand out copies only)
-            self._touched = 0.0
+            self._touched = 0
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        out = np.array(self._array()[key])
-        self._count(out.nbytes)
-        return out
+        pieces, axis = self._pieces(key)
+        parts = []
+        for piece, _, touched in pieces:
+            parts.append(np.array(self._array()[piece]))
+            self._touch(touched)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
 
     def __setitem__(self, key: Any, value: np.ndarray) -> None:
-        self._array()[key] = value
-        self._count(np.asarray(value).nbytes)
+        pieces, axis = self._pieces(key)
+        value = np.asarray(value)
+        for piece, where, touched in pieces:
+            self._array()[piece] = value if len(pieces) == 1 else value[(slice(None),) * axis + (where,)]
+            self._touch(touched)
 
     def flush(self) -> None:
         if self._map is not None and hasattr(self._map, "flush"):

@@ -73,10 +73,14 @@ def importance_map(window: Sequence[int], blend: str = "gaussian", sigma_scale: 
 
 
 def default_chunks(window: Sequence[int], interval: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:
-    """Output chunk edge per axis: the largest power of two up to half the window step (16 at least)."""
+    """Output chunk edge per axis: the largest power of two up to the window step (16 at least).
+
+    Smaller chunks waste less memory at the edges of a batch's windows; larger ones cost
+    less per chunk (each is a file in a zarr store, a line in the journal).
+    """
     out = []
     for w, step, s in zip(window, interval, size, strict=True):
-        edge = 2 ** int(math.floor(math.log2(max(32, step) / 2)))
+        edge = 2 ** int(math.floor(math.log2(max(16, step))))
         out.append(max(1, min(s, edge, w)))
     return tuple(out)
 
@@ -217,6 +221,9 @@ class Grid:
         ranges = [range(int(t[0][i]), int(t[1][i]) + 1) for t, i in zip(self._axis_touch, idx, strict=True)]
         base = n * self.per_volume
         return [base + _ravel(w, self.per_axis) for w in itertools.product(*ranges)]
+
+    def chunks_of_batch(self, b: int) -> set[int]:
+        return {cid for g in self.batch_windows(b) for cid in self.chunks_of_window(g)}
 
     def batches_of_chunk(self, cid: int) -> list[int]:
         """The batches with a window touching chunk ``cid``, ascending."""

@@ -6,7 +6,8 @@ Two families of structure are found automatically:
   ``attention.output.dense``, ``intermediate.dense``, ``output.dense``: BERT, MiniLM,
   RoBERTa...): whole attention heads and MLP hidden units are cut out.
 * **Producer → per-channel ops → consumer chains** in an ``torch.fx``-traceable module
-  (Conv2d/Linear, then BatchNorm/activations/pooling/flatten, then one Conv2d/Linear):
+  (Conv1d/Conv2d/Conv3d/Linear, then BatchNorm/InstanceNorm/activations/pooling/flatten,
+  then one convolution of the same kind or a Linear):
   output channels of the producer (and the matching inputs of the consumer) are cut
   out. A channel that also feeds a residual addition is left alone, so ResNet blocks
   lose their inner channels only.
@@ -325,26 +326,48 @@ def _prune_encoder(
 _PER_CHANNEL_MODULES = (
     "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
     "ReLU",
     "ReLU6",
     "GELU",
     "SiLU",
     "LeakyReLU",
     "ELU",
+    "PReLU",
     "Sigmoid",
     "Tanh",
     "Hardswish",
     "Hardtanh",
     "Mish",
+    "MaxPool1d",
     "MaxPool2d",
+    "MaxPool3d",
+    "AvgPool1d",
     "AvgPool2d",
+    "AvgPool3d",
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d",
     "Dropout",
+    "Dropout1d",
     "Dropout2d",
+    "Dropout3d",
     "Identity",
 )
-_SPATIAL = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d", "Dropout2d")
+#: Per-channel modules that need a spatial layout (channels on axis 1): not after a Linear.
+_SPATIAL = tuple(m for m in _PER_CHANNEL_MODULES if m.endswith(("1d", "2d", "3d")) and m != "BatchNorm1d")
+
+
+def _conv_types() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 @dataclass
@@ -367,10 +390,18 @@ def _fn_names() -> set[str]:
         "leaky_relu",
         "elu",
         "hardswish",
+        "max_pool1d",
         "max_pool2d",
+        "max_pool3d",
+        "avg_pool1d",
         "avg_pool2d",
+        "avg_pool3d",
+        "adaptive_avg_pool1d",
         "adaptive_avg_pool2d",
+        "adaptive_avg_pool3d",
+        "adaptive_max_pool1d",
         "adaptive_max_pool2d",
+        "adaptive_max_pool3d",
         "dropout",
         "mish",
     }
@@ -402,7 +433,7 @@ def find_chains(module: Any, sample: tuple[Any, ...]) -> list[_Chain]:
         if node.op != "call_module":
             continue
         producer = modules[node.target]
-        is_conv = isinstance(producer, torch.nn.Conv2d) and producer.groups == 1
+        is_conv = isinstance(producer, _conv_types()) and producer.groups == 1
         if not (is_conv or isinstance(producer, torch.nn.Linear)):
             continue
         channels = producer.out_channels if is_conv else producer.out_features
@@ -423,6 +454,8 @@ def find_chains(module: Any, sample: tuple[Any, ...]) -> list[_Chain]:
             if user.op == "call_module" and k in _PER_CHANNEL_MODULES:
                 if not is_conv and k in _SPATIAL:
                     break
+                if k == "PReLU" and modules[user.target].num_parameters not in (1, channels):
+                    break
                 if flattened and k != "Identity" and not k.startswith("Dropout"):
                     break
                 between.append(user.target)
@@ -441,7 +474,7 @@ def find_chains(module: Any, sample: tuple[Any, ...]) -> list[_Chain]:
                 continue
             if user.op == "call_module" and user.args and user.args[0] is cur and len(user.args) == 1:
                 consumer = modules[user.target]
-                conv_ok = isinstance(consumer, torch.nn.Conv2d) and consumer.groups == 1 and is_conv and not flattened
+                conv_ok = (type(consumer) is type(producer) and is_conv and consumer.groups == 1 and not flattened)
                 linear_ok = isinstance(consumer, torch.nn.Linear) and is_conv == flattened
                 if conv_ok and consumer.in_channels == channels:
                     chains.append(_Chain(node.target, between, user.target, 1, False))
@@ -475,8 +508,8 @@ def _prune_chains(
     chains = find_chains(student, sample)
     if not chains:
         raise NotPrunable(
-            "found no prunable structure (no BERT-style layers, and no Conv2d/Linear whose output feeds "
-            "exactly one Conv2d/Linear through per-channel operations)"
+            "found no prunable structure (no BERT-style layers, and no Conv1d/2d/3d or Linear whose output "
+            "feeds exactly one convolution of the same kind or Linear through per-channel operations)"
         )
     t_modules = dict(teacher.named_modules())
     generator = torch.Generator().manual_seed(0)
@@ -484,7 +517,7 @@ def _prune_chains(
     for chain in chains:
         s_modules = dict(student.named_modules())
         producer, consumer = s_modules[chain.producer], s_modules[chain.consumer]
-        is_conv = isinstance(producer, torch.nn.Conv2d)
+        is_conv = isinstance(producer, _conv_types())
         channels = producer.out_channels if is_conv else producer.out_features
         cut = channels - aligned_keep(channels, sparsity, ALIGN_CHANNELS)
         if cut <= 0:
@@ -501,9 +534,9 @@ def _prune_chains(
         y = torch.cat(t_out, dim=0)
         # importance: mean squared input of each channel x squared norm of the weights reading it
         w = consumer.weight
-        if isinstance(consumer, torch.nn.Conv2d):
-            energy = x.pow(2).mean(dim=(0, 2, 3))
-            reads = w.pow(2).sum(dim=(0, 2, 3))
+        if isinstance(consumer, _conv_types()):
+            energy = x.pow(2).mean(dim=(0, *range(2, x.ndim)))
+            reads = w.pow(2).sum(dim=(0, *range(2, w.ndim)))
         else:
             k = chain.per_channel
             energy = x.pow(2).mean(dim=0).reshape(channels, k).sum(dim=1)
@@ -512,7 +545,7 @@ def _prune_chains(
         _cut_producer(producer, keep)
         for name in chain.between:
             _cut_per_channel(s_modules[name], keep)
-        if isinstance(consumer, torch.nn.Conv2d):
+        if isinstance(consumer, _conv_types()):
             new_w, new_b = w[:, keep], consumer.bias
             if reconstruct:
                 new_w, new_b = _refit_conv(consumer, x[:, keep], y, new_w, generator)
@@ -547,7 +580,7 @@ def _cut_producer(producer: Any, keep: Any) -> None:
     producer.weight = torch.nn.Parameter(producer.weight[keep].contiguous())
     if producer.bias is not None:
         producer.bias = torch.nn.Parameter(producer.bias[keep].contiguous())
-    if isinstance(producer, torch.nn.Conv2d):
+    if isinstance(producer, _conv_types()):
         producer.out_channels = len(keep)
     else:
         producer.out_features = len(keep)
@@ -556,7 +589,7 @@ def _cut_producer(producer: Any, keep: Any) -> None:
 def _cut_per_channel(module: Any, keep: Any) -> None:
     import torch
 
-    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, torch.nn.modules.batchnorm._NormBase):  # BatchNorm and InstanceNorm
         if module.weight is not None:
             module.weight = torch.nn.Parameter(module.weight[keep].contiguous())
             module.bias = torch.nn.Parameter(module.bias[keep].contiguous())
@@ -564,18 +597,56 @@ def _cut_per_channel(module: Any, keep: Any) -> None:
             module.running_mean = module.running_mean[keep].contiguous()
             module.running_var = module.running_var[keep].contiguous()
         module.num_features = len(keep)
+    elif isinstance(module, torch.nn.PReLU) and module.num_parameters > 1:
+        module.weight = torch.nn.Parameter(module.weight[keep].contiguous())
+        module.num_parameters = len(keep)
 
 
 def _refit_conv(conv: Any, x: Any, y: Any, w0: Any, generator: Any) -> tuple[Any, Any | None]:
-    """Least-squares refit of a Conv2d's weights (and bias, if it has one) on its input patches."""
+    """Least-squares refit of a convolution's weights (and bias, if it has one) on its input patches."""
+    import torch
     import torch.nn.functional as F
 
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return w0, conv.bias
-    patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
-    cols = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (N*L, Cin*kh*kw)
-    target = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
-    rows = _subsample(cols.shape[0], generator)
+    if isinstance(conv, torch.nn.Conv2d):
+        patches = F.unfold(x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+        cols = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (N*L, Cin*kh*kw)
+        target = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+        rows = _subsample(cols.shape[0], generator)
+        cols, target = cols[rows], target[rows]
+    else:
+        cols, target = _sampled_patches(conv, x, y, generator)
     bias0 = None if conv.bias is None else conv.bias.detach()
-    w, b = _fit_linear(cols[rows], target[rows], w0.reshape(w0.shape[0], -1), bias0)
+    w, b = _fit_linear(cols, target, w0.reshape(w0.shape[0], -1), bias0)
     return w.reshape(w0.shape), b
+
+
+def _sampled_patches(conv: Any, x: Any, y: Any, generator: Any) -> tuple[Any, Any]:
+    """Input patches (rows, Cin * prod(kernel)) and outputs (rows, Cout) at up to MAX_FIT_ROWS random
+    output positions of a Conv1d/Conv3d (any N-d convolution), gathered without unfolding it all."""
+    import itertools
+
+    import torch
+    import torch.nn.functional as F
+
+    dims = x.ndim - 2
+    pad = [p for p in reversed(conv.padding) for _ in range(2)]
+    xp = F.pad(x, pad)
+    out_shape = y.shape[2:]
+    total = y.shape[0] * math.prod(out_shape)
+    m = min(total, MAX_FIT_ROWS)
+    flat = torch.randperm(total, generator=generator)[:m] if total > m else torch.arange(total)
+    index = []
+    for size in reversed((y.shape[0], *out_shape)):
+        index.append(flat % size)
+        flat = flat // size
+    n_idx, *o_idx = reversed(index)
+    gathered = []
+    for offset in itertools.product(*(range(k) for k in conv.kernel_size)):
+        at = [o * conv.stride[d] + offset[d] * conv.dilation[d] for d, o in enumerate(o_idx)]
+        gathered.append(xp[(n_idx, slice(None), *at)])  # (m, Cin)
+    cols = torch.stack(gathered, dim=2).reshape(m, -1)  # (m, Cin * prod(kernel)), weight order
+    target = y[(n_idx, slice(None), *o_idx)]
+    assert dims == len(o_idx)
+    return cols, target
