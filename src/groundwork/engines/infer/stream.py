@@ -176,12 +176,21 @@ class _Pool:
         return self.view(cid, slot)
 
     def _evict(self, batch: int) -> int:
-        while self.heap:
-            neg, cid = heapq.heappop(self.heap)
-            if cid not in self.live or self.next_use.get(cid) != -neg or cid in self.pinned:
-                continue
-            self.save(cid, batch)
-            return self.release(cid)
+        held = []  # sums the current batch still adds to: back on the heap afterwards
+        try:
+            while self.heap:
+                entry = heapq.heappop(self.heap)
+                neg, cid = entry
+                if cid not in self.live or self.next_use.get(cid) != -neg:
+                    continue  # stale entry
+                if cid in self.pinned:
+                    held.append(entry)
+                    continue
+                self.save(cid, batch)
+                return self.release(cid)
+        finally:
+            for entry in held:
+                heapq.heappush(self.heap, entry)
         raise RuntimeError("chunk pool too small for one batch")  # pool_slots() rules this out
 
     def save(self, cid: int, batch: int) -> None:
