@@ -64,10 +64,9 @@ def export_command(
 ) -> None:
     """Package a model version for another runtime and check it answers like the source model.
 
-    web: a self-contained folder (model.onnx, model.js with load() and predict(), schema,
-    index.html, onnxruntime-web vendored from npm), opened in headless Chromium with no
-    network and compared with the Python model; onnx and ort-mobile: checked with ONNX
-    Runtime. A failed check exits 1 and writes nothing, to OUT or the registry.
+    web: a self-contained folder (model.onnx, model.js with load() and predict(), schema, index.html, onnxruntime-web vendored from npm), opened in headless Chromium with no network and compared with the Python model.
+
+    onnx and ort-mobile: checked with ONNX Runtime. A failed check exits 1 and writes nothing, to OUT or the registry.
     """
     from groundwork.engines.export import export
     from groundwork.engines.export.verify import describe

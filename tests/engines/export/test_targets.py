@@ -49,6 +49,9 @@ def test_ort_mobile_target(precision: str, models: Models, tmp_path: Path) -> No
 
 
 def test_options_that_do_not_fit_the_target(models: Models, tmp_path: Path) -> None:
+    import groundwork as gw
+
+    assert gw.export is export and "export" in gw.__all__
     with pytest.raises(InvalidInput, match="--opset applies to --target onnx and ort-mobile"):
         export("digits@production", target="web", opset=17, out=tmp_path / "a", config=models.config)
     with pytest.raises(InvalidInput, match="apply to --target web only"):
