@@ -42,15 +42,18 @@ __all__ = [
     "Run",
     "Signature",
     "active_run",
+    "choice",
     "export",
     "get_model_version",
     "get_run",
     "infer_volume",
+    "integer",
     "lineage",
     "load_model",
     "log",
     "log_artifact",
     "log_params",
+    "loguniform",
     "optimize",
     "pipeline",
     "promote_model",
@@ -61,6 +64,8 @@ __all__ = [
     "seed",
     "start_run",
     "step",
+    "sweep",
+    "uniform",
 ]
 
 _LAZY = {
@@ -92,6 +97,11 @@ _LAZY = {
     "File": "groundwork.core.pipelines.step",
     "register_materializer": "groundwork.core.pipelines.materializers",
     "lineage": "groundwork.core.lineage",
+    "sweep": "groundwork.core.sweeps.sweep",
+    "loguniform": "groundwork.core.sweeps.space",
+    "uniform": "groundwork.core.sweeps.space",
+    "integer": "groundwork.core.sweeps.space",
+    "choice": "groundwork.core.sweeps.space",
 }
 
 if TYPE_CHECKING:
@@ -105,6 +115,8 @@ if TYPE_CHECKING:
     from groundwork.core.registry import ModelVersion, Signature, get_model_version
     from groundwork.core.registry import promote as promote_model
     from groundwork.core.runs import MetricPoint, Run, get_run, runs
+    from groundwork.core.sweeps.space import choice, integer, loguniform, uniform
+    from groundwork.core.sweeps.sweep import sweep
     from groundwork.core.tracking import (
         ActiveRun,
         active_run,

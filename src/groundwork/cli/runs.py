@@ -22,6 +22,7 @@ STATUS_STYLES = {
     "failed": "bold red",
     "crashed": "bold magenta",
     "cached": "cyan",
+    "pruned": "yellow",
 }
 
 

@@ -84,7 +84,7 @@ ATTRIBUTES: dict[str, str] = {
     "ended": "time",
     "duration": "number",
 }
-STATUSES = ("running", "finished", "failed", "crashed", "cached")
+STATUSES = ("running", "finished", "failed", "crashed", "cached", "pruned")
 NAMESPACES = ("metrics", "params", "tags")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "like", "not like")
 

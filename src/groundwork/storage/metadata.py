@@ -65,7 +65,7 @@ from groundwork.storage import schema
 HEAD_REVISION = "0003"
 _KNOWN_REVISIONS = ("0001", "0002", "0003")
 
-TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached")
+TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached", "pruned")
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
 

@@ -5,7 +5,7 @@ import {
 } from "./util.js";
 
 const PAGE_SIZES = [25, 50, 100, 200, 500];
-const STATUSES = ["running", "finished", "failed", "crashed", "cached"];
+const STATUSES = ["running", "finished", "failed", "crashed", "cached", "pruned"];
 const EXAMPLES = [
   "metrics.acc > 0.9",
   "params.lr = 0.01 and status = 'finished'",
