@@ -34,6 +34,8 @@ system-deps:
 		echo "==> installing postgresql and chromium (Debian packages)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null; \
 	fi
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	@if [ -x $(PY) ]; then $(PY) -m groundwork.engines.export.npm || echo "warning: npm packages for web exports not installed"; fi
 
 demo: setup
 	$(VENV)/bin/groundwork demo
@@ -60,6 +62,7 @@ bench: setup system-deps
 	$(PY) benchmarks/serving.py --duration 8 --warmup 3
 	$(PY) benchmarks/optimize_cpu.py
 	$(PY) benchmarks/ui.py
+	$(PY) benchmarks/export.py
 
 # Re-pin constraints.txt to what the venv has now (after changing a range in pyproject.toml).
 constraints: setup
