@@ -12,7 +12,8 @@ runs (it is invisible on the rendered page):
   the page ends.
 * ``<!-- docs-test: exit N -->``: the block must exit with N (a documented error).
 
-A comment ``<!-- docs-test: page slow -->`` anywhere marks the whole page slow, and
+A comment ``<!-- docs-test: page slow -->`` anywhere marks the whole page slow,
+``<!-- docs-test: page skip REASON -->`` skips it (the reason is printed), and
 ``<!-- docs-test: page ray -->`` runs it only where Ray can run (a loopback-only network
 namespace). Blocks in other languages (``text``, ``json``, ``yaml``...) are not run.
 """
@@ -54,6 +55,7 @@ class Page:
     path: Path
     blocks: list[Block] = field(default_factory=list)
     marks: set[str] = field(default_factory=set)
+    skip: str | None = None
 
 
 def parse_page(path: Path) -> Page:
@@ -61,7 +63,9 @@ def parse_page(path: Path) -> Page:
     page = Page(path)
     for match in _DIRECTIVE.finditer(text):
         words = match.group(1).split()
-        if words[:1] == ["page"]:
+        if words[:2] == ["page", "skip"]:
+            page.skip = " ".join(words[2:]) or "marked skip"
+        elif words[:1] == ["page"]:
             page.marks.update(words[1:])
     for match in _FENCE.finditer(text):
         language = match.group(1).lower()
@@ -167,7 +171,10 @@ def _params() -> list[object]:
         page = parse_page(path)
         if not any(b for b in page.blocks if not b.skip):
             continue
-        marks = [getattr(pytest.mark, m) for m in sorted(page.marks)]
+        # One worker runs the pages, one after another: several serve on the documented ports.
+        marks = [pytest.mark.xdist_group("docs"), *(getattr(pytest.mark, m) for m in sorted(page.marks))]
+        if page.skip:
+            marks.append(pytest.mark.skip(reason=f"{path.name}: {page.skip}"))
         out.append(pytest.param(page, id=str(path.relative_to(ROOT)), marks=marks))
     return out
 
