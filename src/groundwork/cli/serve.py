@@ -12,7 +12,7 @@ from groundwork.cli._app import ArtifactsOption, StoreOption, app, err_console, 
 @app.command(
     "serve",
     epilog="Example:  groundwork serve digits@production --port 8000 --workers 2   "
-    "then: curl -d '{\"inputs\": [[0, 1, ...]]}' http://127.0.0.1:8000/v1/models/digits/predict",
+    "then: curl --json '{\"inputs\": [[0, 1, ...]]}' http://127.0.0.1:8000/v1/models/digits/predict",
 )
 def serve_command(
     refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME@ALIAS (follows the alias), NAME/VERSION, NAME.",
@@ -28,6 +28,11 @@ def serve_command(
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads per worker.")] = 1,
     backend: Annotated[str, typer.Option("--backend", help="auto (ONNX when there is an ONNX form), onnx, or native.")] = "auto",
     inline: Annotated[bool | None, typer.Option("--inline/--threaded", show_default="by the model's speed", help="Run the model on the event loop or in a worker thread (default: inline while its calls take under 0.5 ms).")] = None,
+    limit_concurrency: Annotated[int, typer.Option("--limit-concurrency", help="Most connections per process; more are answered 503.")] = 1024,
+    timeout_keep_alive: Annotated[float, typer.Option("--timeout-keep-alive", help="Seconds an idle keep-alive connection stays open.")] = 5.0,
+    header_timeout: Annotated[float, typer.Option("--header-timeout", help="Seconds a client has to send a request's headers (slow clients are closed).")] = 10.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a client has to send a request's body after its headers (or may stall reading an answer).")] = 60.0,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="A name clients may use in Host besides loopback names and --host (repeat it; '*': any).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "warning",
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
@@ -41,6 +46,8 @@ def serve_command(
     options = ServeOptions(
         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
         sample_rate=sample_rate, poll_interval_s=poll_interval, threads=threads, backend=backend, inline=inline,
+        allowed_hosts=tuple(allow_host or ()), limit_concurrency=limit_concurrency,
+        timeout_keep_alive_s=timeout_keep_alive, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
     )
     config = make_config(store, artifacts)
 

@@ -68,9 +68,9 @@ class Server:
         self.log = log
         self.client = httpx.Client(base_url=url, timeout=60)
 
-    def predict(self, name: str, body: Any) -> httpx.Response:
+    def predict(self, name: str, body: Any, content_type: str = "application/json") -> httpx.Response:
         if isinstance(body, (bytes, str)):
-            return self.client.post(f"/v1/models/{name}/predict", content=body)
+            return self.client.post(f"/v1/models/{name}/predict", content=body, headers={"content-type": content_type})
         return self.client.post(f"/v1/models/{name}/predict", json=body)
 
     def log_text(self) -> str:

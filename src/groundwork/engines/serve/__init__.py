@@ -8,8 +8,10 @@
 
 Modules: :mod:`.app` (the ASGI app and its raw predict path), :mod:`.batching`
 (the dynamic batcher), :mod:`.validation` (signature checks and the 4xx answers),
-:mod:`.metrics` (Prometheus), :mod:`.watcher` (alias polling and hot-swap),
-:mod:`.sampling` (stored prediction samples), :mod:`.openapi` (``/docs``).
+:mod:`.hosts` (``Host`` and ``Origin`` checks), :mod:`.limits` (open files, connection
+cap, header and body timeouts), :mod:`.metrics` (Prometheus), :mod:`.watcher` (alias
+polling and hot-swap), :mod:`.sampling` (stored prediction samples), :mod:`.openapi`
+(``/docs``, with the vendored Swagger UI in ``static/``).
 """
 
 from __future__ import annotations
@@ -37,19 +39,33 @@ from groundwork.errors import GroundworkError, InvalidInput
 WORKER_ENV = "GROUNDWORK_SERVE_SPEC"
 
 
-def uvicorn_settings(log_level: str = "warning") -> dict[str, Any]:
-    """What every groundwork server runs uvicorn with: uvloop, httptools, no access log."""
+def uvicorn_settings(options: ServeOptions, log_level: str = "warning") -> dict[str, Any]:
+    """What every serving process runs uvicorn with: uvloop, httptools guarded by :mod:`.limits`, no access log."""
+    from groundwork.engines.serve.limits import GuardedHttpToolsProtocol
+
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": GuardedHttpToolsProtocol,
         "lifespan": "on",
         "access_log": False,
         "log_level": log_level,
         "backlog": 4096,
-        "timeout_keep_alive": 30,
+        "timeout_keep_alive": options.timeout_keep_alive_s,
         "server_header": False,
         "date_header": False,
     }
+
+
+def _protected(options: ServeOptions, host: str) -> ServeOptions:
+    """``options`` for a process bound to ``host``: that name allowed in ``Host``, a cap that fits its open files."""
+    from groundwork.engines.serve.limits import connection_cap, raise_open_file_limit
+
+    open_files = raise_open_file_limit()
+    cap = connection_cap(options.limit_concurrency, open_files)
+    if cap < options.limit_concurrency:
+        print(f"groundwork serve: --limit-concurrency lowered to {cap}: this process may open {open_files} files "
+              "(raise them with ulimit -n)", file=sys.stderr, flush=True)
+    return dataclasses.replace(options, allowed_hosts=(*options.allowed_hosts, host), limit_concurrency=cap)
 
 
 def run_server(
@@ -63,17 +79,21 @@ def run_server(
     log_level: str = "warning",
     on_ready: Any = None,
 ) -> None:
-    """Serve ``refs`` until interrupted (blocking). ``workers > 1`` starts that many processes on one port."""
+    """Serve ``refs`` until interrupted (blocking). ``workers > 1`` starts that many processes on one port.
+
+    Raises the process's open-file limit to its hard limit first (workers inherit it).
+    """
     import uvicorn
 
     options = options or ServeOptions()
     if workers < 1:
         raise InvalidInput(f"--workers must be at least 1, not {workers}")
+    options = _protected(options, host)
     if workers == 1:
         app = ServingApp(refs, config=config, options=options)
         if on_ready is not None:
             on_ready(app)
-        uvicorn.run(app, host=host, port=port, **uvicorn_settings(log_level))
+        uvicorn.run(app, host=host, port=port, **uvicorn_settings(options, log_level))
         return
     # Check the references here, so a typo is one clear error instead of N crashing workers.
     from groundwork.core.registry import get_model_version
@@ -89,7 +109,7 @@ def run_server(
         if on_ready is not None:
             on_ready(None)
         uvicorn.run("groundwork.engines.serve:app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, **uvicorn_settings(log_level))
+                    workers=workers, **uvicorn_settings(options, log_level))
     finally:
         for key, value in previous.items():
             if value is None:
@@ -120,16 +140,19 @@ def background_server(
     """Serve ``refs`` from a thread of this process while the block runs; yields the base URL.
 
     ``port=0`` picks a free port. (For a separate ``groundwork serve`` process, see
-    :func:`serve_subprocess`.)
+    :func:`serve_subprocess`.) The connection limits and timeouts of ``options`` apply;
+    this process's open-file limit is left as it is.
     """
     import uvicorn
 
+    options = options or ServeOptions()
+    options = dataclasses.replace(options, allowed_hosts=(*options.allowed_hosts, host))
     app = ServingApp(refs, config=config, options=options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=bound_port, **uvicorn_settings()))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=bound_port, **uvicorn_settings(options)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gw-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -5,9 +5,12 @@ model): read the body, ``orjson`` it, validate against the signature, hand the r
 to the model's :class:`~groundwork.engines.serve.batching.DynamicBatcher`, answer
 ``{"outputs": [...], "model_version": N}``. Everything else (``/healthz``,
 ``/readyz``, ``/metrics``, ``/v1/models``, ``/openapi.json``, ``/docs``) goes through
-a small JSON router. Every error is :func:`groundwork.errors.error_body`; a client's
-mistake is a 4xx (see :mod:`groundwork.engines.serve.validation`), and only a model
-that fails on valid input answers 500.
+a small JSON router. Every request's ``Host`` and ``Origin`` are checked first (see
+:mod:`groundwork.engines.serve.hosts`); predictions take JSON bodies only. Every error
+is :func:`groundwork.errors.error_body`; a client's mistake is a 4xx (see
+:mod:`groundwork.engines.serve.validation`), and only a model that fails on valid
+input answers 500. Slow and excess connections are handled below the app, in
+:mod:`groundwork.engines.serve.limits`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import orjson
 from groundwork.config import Config
 from groundwork.core.registry import ModelRef, get_model_version
 from groundwork.engines.serve.batching import BatchError, DynamicBatcher
+from groundwork.engines.serve.hosts import HostPolicy
 from groundwork.engines.serve.metrics import ServeMetrics
-from groundwork.engines.serve.openapi import openapi_document, swagger_html
+from groundwork.engines.serve.openapi import DOCS_ASSETS, docs_asset, openapi_document, swagger_html
 from groundwork.engines.serve.sampling import PredictionSampler
-from groundwork.engines.serve.validation import body_not_json, envelope_inputs, too_large
+from groundwork.engines.serve.validation import body_not_json, envelope_inputs, not_json_content, too_large
 from groundwork.engines.serve.watcher import AliasWatcher, Loaded, load_version
 from groundwork.errors import GroundworkError, InvalidInput, NotFound, error_body
 
@@ -57,8 +61,19 @@ class ServeOptions:
     backend: str = "auto"
     #: run the model on the event loop (True), in a worker thread (False), or decide by its speed (None)
     inline: bool | None = None
+    #: names accepted in ``Host`` besides loopback ones (``groundwork serve`` adds ``--host``); ``*``: any
+    allowed_hosts: tuple[str, ...] = ()
+    #: connections one process holds; more are answered 503 (see :mod:`.limits`)
+    limit_concurrency: int = 1024
+    #: seconds an idle keep-alive connection stays open
+    timeout_keep_alive_s: float = 5.0
+    #: seconds a client has to send a request's headers, from connecting or from its first byte
+    header_timeout_s: float = 10.0
+    #: seconds a client has to send a request's body once its headers arrived
+    body_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))  # a list when read back from JSON
         if self.max_batch_size < 1:
             raise InvalidInput(f"--max-batch-size must be at least 1, not {self.max_batch_size}")
         if self.max_wait_ms < 0:
@@ -69,6 +84,12 @@ class ServeOptions:
             raise InvalidInput("the body size limit must be at least 1 KiB")
         if self.threads < 1:
             raise InvalidInput(f"--threads must be at least 1, not {self.threads}")
+        if self.limit_concurrency < 1:
+            raise InvalidInput(f"--limit-concurrency must be at least 1, not {self.limit_concurrency}")
+        for flag, seconds in (("--timeout-keep-alive", self.timeout_keep_alive_s),
+                              ("--header-timeout", self.header_timeout_s), ("--body-timeout", self.body_timeout_s)):
+            if not seconds > 0:
+                raise InvalidInput(f"{flag} must be more than 0 seconds, not {seconds}")
 
 
 class ModelFailed(GroundworkError):
@@ -121,6 +142,7 @@ class ServingApp:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise InvalidInput(f"model {twice[0]!r} is named more than once", hint="serve each model once")
+        self.hosts = HostPolicy(self.options.allowed_hosts)
         self.metrics = ServeMetrics()
         self.sampler = PredictionSampler(self.config.store_url, self.options.sample_rate)
         self.models: dict[str, ServedModel] = {}
@@ -146,6 +168,7 @@ class ServingApp:
             "/v1/models": self._list,
             "/openapi.json": self._openapi_json,
             "/docs": self._docs,
+            **{f"/docs/{name}": self._docs_asset for name in DOCS_ASSETS},
         }
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -194,11 +217,25 @@ class ServingApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            host = origin = content_type = length = None
+            for key, value in scope["headers"]:
+                if key == b"host":
+                    host = value
+                elif key == b"content-type":
+                    content_type = value
+                elif key == b"content-length":
+                    length = value
+                elif key == b"origin":
+                    origin = value
+            refused = self.hosts.check(host, origin)
+            if refused is not None:
+                await _send_error(send, refused)
+                return
             path: str = scope["path"]
             if path.endswith(_SUFFIX) and path.startswith(_PREFIX) and scope["method"] == "POST":
                 served = self.models.get(path[len(_PREFIX):-len(_SUFFIX)])
                 if served is not None:
-                    await self._predict(served, scope, receive, send)
+                    await self._predict(served, content_type, length, receive, send)
                     return
             await self._route(scope, receive, send)
         elif kind == "lifespan":
@@ -220,19 +257,23 @@ class ServingApp:
                 return
 
     # -- the hot path ------------------------------------------------------------------------------------
-    async def _predict(self, served: ServedModel, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _predict(self, served: ServedModel, content_type: bytes | None, length: bytes | None,
+                       receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         batcher = served.batcher
         batcher.arriving()
         loaded = served.current
         try:
-            body = await self._read_body(scope, receive)
+            unsupported = not_json_content(content_type)
+            if unsupported is not None:
+                raise unsupported
+            body = await self._read_body(length, receive)
             try:
                 document = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
-                raise body_not_json(str(exc)) from None
+                raise body_not_json(str(exc), body) from None
             inputs = envelope_inputs(document)
-            batch, rows = loaded.validator(inputs)
+            batch, rows = loaded.validator(inputs, b"true" in body or b"false" in body)
         except GroundworkError as error:
             batcher.withdrawn()
             await self._fail(send, served.name, error)
@@ -263,13 +304,10 @@ class ServingApp:
         self.metrics.answered(served.name, 200, elapsed)
         self.sampler.offer(served.name, loaded.number, inputs, outputs, elapsed)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, length: bytes | None, receive: Receive) -> bytes:
         limit = self.options.max_body_bytes
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                if value.isdigit() and int(value) > limit:
-                    raise too_large(int(value), limit)
-                break
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise too_large(int(length), limit)
         message = await receive()
         if message["type"] != "http.request":
             raise _ClientGone()
@@ -369,7 +407,16 @@ class ServingApp:
         body = swagger_html().encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/html; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()),
+                                (b"content-security-policy", _DOCS_POLICY)]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _docs_asset(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path"].rstrip("/").rpartition("/")[2]
+        body, content_type = docs_asset(name)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"public, max-age=31536000, immutable")]})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -386,8 +433,12 @@ class _MethodNotAllowed(GroundworkError):
     http_status = 405
 
 
-_ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "too_large", 422: "unprocessable",
-                500: "model_error"}
+_ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "too_large", 415: "bad_request",
+                422: "unprocessable", 500: "model_error"}
+
+#: ``/docs`` runs only this server's own scripts and styles and talks only to this server.
+_DOCS_POLICY = (b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def _to_list(value: Any) -> Any:

@@ -11,6 +11,10 @@ metric                                  type      labels
 ``groundwork_batch_latency_seconds``    histogram model (one runtime call)
 ``groundwork_served_version``           gauge     model (the version answering now)
 ``groundwork_model_swaps_total``        counter   model (alias hot-swaps)
+``groundwork_connections_shed_total``   counter   reason (busy: answered 503 over
+                                                  ``--limit-concurrency``; full: closed
+                                                  at once, far over it; header_timeout,
+                                                  body_timeout: a client too slow)
 ======================================  ========  ====================================
 
 With ``--workers N`` each worker writes its values to a shared folder
@@ -55,6 +59,8 @@ class ServeMetrics:
                              registry=registry, **gauge_kwargs)
         self.swaps = Counter("groundwork_model_swaps", "Alias hot-swaps to a new version.", ["model"],
                              registry=registry)
+        self.shed = Counter("groundwork_connections_shed", "Connections answered 503 or closed to protect the server.",
+                            ["reason"], registry=registry)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -81,6 +87,9 @@ class ServeMetrics:
         self._child(self.version, model).set(version)
         if swapped:
             self._child(self.swaps, model).inc()
+
+    def connection_shed(self, reason: str) -> None:
+        self._child(self.shed, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

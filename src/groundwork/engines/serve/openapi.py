@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 from groundwork.core.registry import Signature, TensorSpec
@@ -121,14 +123,36 @@ def openapi_document(models: list[dict[str, Any]], version: str) -> dict[str, An
     }
 
 
-def swagger_html(openapi_url: str = "/openapi.json") -> str:
-    """The Swagger UI page (its scripts come from a CDN; /openapi.json works offline)."""
+#: The vendored Swagger UI (``static/VENDORED.md``: source, licence, digests).
+SWAGGER_UI_VERSION = "5.36.0"
+_STATIC = Path(__file__).parent / "static"
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+#: The files ``/docs`` loads, each served at ``/docs/NAME`` from the package (nothing from another site).
+DOCS_ASSETS = (f"swagger-ui-{SWAGGER_UI_VERSION}.css", f"swagger-ui-bundle-{SWAGGER_UI_VERSION}.js", "swagger-init.js")
+
+
+@functools.cache
+def docs_asset(name: str) -> tuple[bytes, str]:
+    """The bytes and content type of one of :data:`DOCS_ASSETS`."""
+    if name not in DOCS_ASSETS:
+        raise KeyError(name)
+    return (_STATIC / name).read_bytes(), _TYPES[Path(name).suffix]
+
+
+def swagger_html() -> str:
+    """The Swagger UI page: its script and style come from this server (see :data:`DOCS_ASSETS`).
+
+    ``swagger-init.js`` points Swagger UI at ``/openapi.json``; no inline script, so the page's
+    Content-Security-Policy can allow this server's own scripts only.
+    """
+    css, bundle, init = DOCS_ASSETS
+    openapi_url = "/openapi.json"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>groundwork serve: API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<link rel="stylesheet" href="/docs/{css}"></head>
 <body><div id="swagger-ui"></div>
 <noscript>The API description is at <a href="{openapi_url}">{openapi_url}</a>.</noscript>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "{openapi_url}", dom_id: "#swagger-ui"}});</script>
+<script src="/docs/{bundle}"></script>
+<script src="/docs/{init}"></script>
 </body></html>
 """
