@@ -578,7 +578,7 @@ class GroundworkStorage(BaseStorage):
         if trial_id is None:
             trial_id = next(self._next_trial)
         frozen = FrozenTrial(
-            number=number, state=state, value=None, values=values if state == TrialState.COMPLETE else None,
+            number=number, state=state, value=None, values=values if state != TrialState.FAIL else None,
             datetime_start=_when(run.created_at), datetime_complete=_when(run.ended_at) if state.is_finished() else None,
             params=params, distributions=dists,
             user_attrs={k[len(USER):]: _unjson(v) for k, v in tags.items() if k.startswith(USER)},

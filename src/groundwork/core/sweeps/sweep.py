@@ -402,7 +402,14 @@ class _Driver:
 
         from groundwork.core.sweeps.executors import open_trial_executor
 
-        self._objective_blob = cloudpickle.dumps(self.objective)
+        _by_value(self.objective)
+        try:
+            self._objective_blob = cloudpickle.dumps(self.objective)
+        except Exception as exc:
+            raise InvalidInput(
+                f"the objective cannot be sent to a worker process: {type(exc).__name__}: {exc}",
+                hint="keep unpicklable objects (locks, connections) out of its globals, or use parallel=1",
+            ) from None
         self._pruner_blob = cloudpickle.dumps(self.study.pruner) if self.pruner_spec not in (None, "none") else None
         return open_trial_executor(self.settings.executor, self.config, self.settings.parallel)
 
@@ -467,15 +474,24 @@ class _Driver:
             )
         if outcome.error:
             self.storage.set_reason(trial_id, outcome.error)
-        if outcome.state == COMPLETE:
-            self.study.tell(trial, outcome.value)
-            self._note_best(outcome.value)
-        elif outcome.state == PRUNED:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
-            if not (outcome.error or "").startswith("interrupted"):
-                self.failures.append(outcome.error or "failed")
+        # Samplers may stop the study from after_trial (the grid, once every point is done),
+        # which Optuna allows only inside its own optimize loop: tell it that we are one.
+        local = self.study._thread_local
+        local.in_optimize_loop = True
+        try:
+            if outcome.state == COMPLETE:
+                self.study.tell(trial, outcome.value)
+                self._note_best(outcome.value)
+            elif outcome.state == PRUNED:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+        finally:
+            local.in_optimize_loop = False
+        if getattr(self.study, "_stop_flag", False):
+            self.remaining = 0  # no new trials; those running finish
+        if outcome.state not in (COMPLETE, PRUNED) and not (outcome.error or "").startswith("interrupted"):
+            self.failures.append(outcome.error or "failed")
         if (outcome.error or "").startswith("interrupted"):
             # Its worker died: the trial ends crashed and runs again, as a resumed sweep would.
             self.study.enqueue_trial(dict(trial.params), user_attrs={"gw.retry_of": self.storage.trial_run_id(trial_id)})
@@ -504,6 +520,21 @@ class _Driver:
         return SweepResult(self.sweep_run.id, self.config, dict(best.params), best.value, run_id)
 
 
+def _by_value(objective: Any) -> None:
+    """The objective's own module travels with it (a script, a test module), as pipeline steps do."""
+    import cloudpickle
+
+    name = getattr(objective, "__module__", None) or type(objective).__module__
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None) or ""
+    if module is None or name.startswith("groundwork.") or "site-packages" in file or not file:
+        return
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except ValueError:
+        pass
+
+
 def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
@@ -517,3 +548,63 @@ def _default_name(objective: Any) -> str:
 
 
 __all__ = ["PRUNERS", "SAMPLERS", "SweepFailed", "SweepResult", "SweepSettings", "resume", "sweep"]
+
+
+# -- reading a sweep back -------------------------------------------------------------------------------
+def trial_rows(sweep: Run) -> list[dict[str, Any]]:
+    """One dict per trial of ``sweep``, by trial number: run id, status, value, params, reason."""
+    metric = sweep.tags.get(TAG_PREFIX + "metric", "value")
+    rows = []
+    for child in sweep.children():
+        if child.kind != "trial":
+            continue
+        tags = child.tags
+        values = json.loads(tags["optuna.values"]) if "optuna.values" in tags else None
+        value = values[0] if values else child.metrics.get(metric) if child.status != "running" else None
+        rows.append({
+            "number": int(tags.get("gw.trial", "-1")),
+            "id": child.id,
+            "status": child.status,
+            "value": None if value is None or value != value else value,
+            "params": child.params,
+            "duration": child.duration,
+            "created_at": child.created_at,
+            "reason": (child.error or "").strip().splitlines()[0] if child.error else None,
+            "retry_of": tags.get("optuna.user.gw.retry_of", "").strip('"') or None,
+        })
+    rows.sort(key=lambda r: (r["number"], r["created_at"]))
+    return rows
+
+
+def describe_sweep(ref: str, *, config: Config | None = None) -> dict[str, Any]:
+    """A sweep's settings, its best trial and every trial (what ``groundwork sweep show`` prints)."""
+    config = config or Config.from_env()
+    run = get_run(ref, config=config)
+    if run.kind != "sweep":
+        raise InvalidInput(f"run {ref!r} is a {run.kind}, not a sweep", hint="list sweeps: groundwork runs --filter \"kind = 'sweep'\"")
+    settings = SweepSettings.from_tags(run.tags)
+    rows = trial_rows(run)
+    scored = [r for r in rows if r["status"] == "finished" and r["value"] is not None]
+    pick = max if settings.direction == "maximize" else min
+    best = pick(scored, key=lambda r: r["value"]) if scored else None
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "error": run.error,
+        "metric": settings.metric,
+        "direction": settings.direction,
+        "trials": settings.trials,
+        "sampler": settings.sampler,
+        "pruner": settings.pruner,
+        "parallel": settings.parallel,
+        "executor": settings.executor,
+        "space": {name: dim.describe() for name, dim in settings.space.items()},
+        "command": json.loads(run.tags["gw.sweep.command"]) if "gw.sweep.command" in run.tags else None,
+        "counts": counts,
+        "best": best,
+        "rows": rows,
+    }
