@@ -12,7 +12,15 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from groundwork.cli._app import ArtifactsOption, JsonOption, StoreOption, app, console, err_console, make_config
+from groundwork.cli._app import (
+    ArtifactsOption,
+    JsonOption,
+    StoreOption,
+    app,
+    console,
+    err_console,
+    make_config,
+)
 from groundwork.cli.runs import fmt_duration, fmt_value, print_json, status_text
 
 _EXAMPLE = (
