@@ -11,6 +11,8 @@ runs (it is invisible on the rendered page):
   the background, the next block runs once URL answers, and it is stopped (by PID) when
   the page ends.
 * ``<!-- docs-test: exit N -->``: the block must exit with N (a documented error).
+* ``<!-- docs-test: file NAME -->``: the block is a file the page tells you to save as
+  NAME (the next blocks run it); it is written, not run.
 
 A comment ``<!-- docs-test: page slow -->`` anywhere marks the whole page slow,
 ``<!-- docs-test: page skip REASON -->`` skips it (the reason is printed), and
@@ -48,6 +50,7 @@ class Block:
     skip: str | None = None
     background: str | None = None
     exit_code: int = 0
+    file: str | None = None
 
 
 @dataclass
@@ -84,6 +87,8 @@ def parse_page(path: Path) -> Page:
                 block.background = rest.strip()
             elif verb == "exit":
                 block.exit_code = int(rest)
+            elif verb == "file":
+                block.file = rest.strip()
         page.blocks.append(block)
     return page
 
@@ -142,6 +147,11 @@ def run_page(page: Page, folder: Path) -> None:
             where = f"{_shown(page.path)}:{block.line}"
             if block.skip:
                 print(f"skipped {where}: {block.skip}")
+                continue
+            if block.file:
+                target = folder / block.file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(block.code)
                 continue
             command = _command(block, folder, index)
             if block.background:
