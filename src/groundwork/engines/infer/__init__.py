@@ -244,10 +244,11 @@ def _run(
                         kind="infer", config=config, capture_code=False)
     try:
         if run is not None:
-            input_digest = run.log_input(source.path, name=str(source.path), kind="dataset", store=False).digest
+            input_digest = run.log_input(source.path, kind="dataset", store=False).digest
             if vm.lineage_path is not None:
-                run.log_input(vm.lineage_path, name=str(vm.reference), kind="model",
-                              store=vm.info.get("kind") != "registered")
+                registered = vm.info.get("kind") == "registered"  # named by its reference, else by its path
+                run.log_input(vm.lineage_path, name=str(vm.reference) if registered else None, kind="model",
+                              store=not registered)
         else:
             input_digest = ArtifactStore.digest_path(source.path).digest
         plan = {
@@ -280,8 +281,6 @@ def _run(
         result.output = str(target)
         result.shape = stored_shape
         if run is not None:
-            run.log({"voxels_per_s": result.voxels_per_s, "seconds": result.seconds, "progress": 1.0,
-                     "windows": result.windows, "chunks_written": result.chunks_written})
             if store_output:
                 run.log_artifact(target, name=target.name, kind="dataset")
             result.run_id = run.id
@@ -327,9 +326,13 @@ def _compute(
         stats = run_stream(grid, vm.run, vm.input_dtype, source, out, progress, blending,
                            slots=slots, checkpoint_s=checkpoint_s, on_tick=ticker)
     voxels = stats.chunks_written * math.prod(grid.chunks)
+    rate = voxels / stats.seconds if stats.seconds > 0 else 0.0
+    if run is not None:
+        run.log({"voxels_per_s": rate, "seconds": stats.seconds, "progress": 1.0, "windows": stats.windows,
+                 "chunks_written": stats.chunks_written}, step=ticker.step)
     return VolumeResult(
         output=str(target), shape=out.shape, dtype=blending.dtype.name, run_id=None, seconds=stats.seconds,
-        voxels_per_s=voxels / stats.seconds if stats.seconds > 0 else 0.0, windows=stats.windows,
+        voxels_per_s=rate, windows=stats.windows,
         batches=stats.batches, chunks_written=stats.chunks_written, chunks_skipped=stats.chunks_skipped,
         chunks_redone=stats.chunks_redone, resumed=resumed, sums_saved=stats.sums_saved, model={"reference": str(vm.reference), **vm.info},
         memory={**memory, "process_rss": plan.process_rss}, parts=n_parts,

@@ -187,7 +187,9 @@ class _Pool:
                     held.append(entry)
                     continue
                 self.save(cid, batch)
-                return self.release(cid)
+                slot = self.release(cid)
+                self.free.remove(slot)  # handed straight to the caller
+                return slot
         finally:
             for entry in held:
                 heapq.heappush(self.heap, entry)
