@@ -222,7 +222,7 @@ def test_index_driven_filters_match_the_cli(
 
 
 def test_which_conditions_can_drive_a_query() -> None:
-    from groundwork.core.filters import parse_filter
+    from groundwork.filters import parse_filter
     from groundwork.server.runs import _drivers
 
     def n(text: str) -> int:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from groundwork.config import Config
-from groundwork.core.filters import Comparison, Field, compile_filter, order_by_clause, parse_filter
 from groundwork.errors import InvalidInput
+from groundwork.filters import Comparison, Field, parse_filter
 from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow, open_metadata_store
+from groundwork.storage.search import compile_filter, order_by_clause
 
 MAX_LIMIT = 10_000
 

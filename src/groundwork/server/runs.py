@@ -2,7 +2,7 @@
 
 The table stays quick at 100,000 runs because a page never reads more than it shows:
 
-* the filter is the language of ``groundwork runs`` (``groundwork.core.filters``),
+* the filter is the language of ``groundwork runs`` (``groundwork.filters``),
   compiled to SQL; a syntax error is a 400 whose body carries the ``column``;
 * a page is LIMIT/OFFSET over indexed columns. Sorting by one metric or one param
   walks the ``(key, value)`` index of ``latest_metrics`` / ``params`` instead of
@@ -27,13 +27,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import ColumnElement, Select, and_, exists, func, select, text
 
-from groundwork.core.filters import And, Comparison, Expr, compile_filter, order_by_clause, parse_filter
 from groundwork.core.runs import Run
 from groundwork.errors import ArtifactNotFound, InvalidInput, NotFound
+from groundwork.filters import And, Comparison, Expr, parse_filter
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, bounded_int, ok, split_list
 from groundwork.storage import schema
 from groundwork.storage.metadata import MetadataStore, RunRow
+from groundwork.storage.search import compile_filter, order_by_clause
 
 router = APIRouter(tags=["runs"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -277,7 +278,7 @@ def _drivers(expr: Expr) -> list[Select[Any]]:
     """Candidate run-id sets, one per top-level ``and``-ed condition that an index answers.
 
     Each is a superset of (in fact equal to) the runs its condition matches, as
-    ``groundwork.core.filters`` compiles it: ``metrics.K op number`` on
+    ``groundwork.storage.search`` compiles it: ``metrics.K op number`` on
     ``latest_metrics (key, value)``, ``params.K op number`` on ``params (key, value_num)``,
     and ``status = '…'`` / ``name = '…'`` on their indexes. Since every condition of an
     ``and`` must hold, any one of them may start the query; the filter itself still applies.

@@ -15,6 +15,8 @@ under its seed (deterministic algorithms, one thread, a fixed generator), so
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 import groundwork as gw
@@ -62,7 +64,7 @@ def standardize(train: pd.DataFrame, test: pd.DataFrame):  # type: ignore[no-unt
 
 
 @gw.step(packages=["torch"])
-def train(train: pd.DataFrame, epochs: int = 20, hidden: int = 128, lr: float = 0.01, seed: int = 0) -> dict:
+def train(train: pd.DataFrame, epochs: int = 20, hidden: int = 128, lr: float = 0.01, seed: int = 0) -> dict[str, Any]:
     """A two-layer MLP, bit-for-bit deterministic under ``seed``; returns its state dict."""
     import torch
 
@@ -86,7 +88,8 @@ def train(train: pd.DataFrame, epochs: int = 20, hidden: int = 128, lr: float = 
             optimizer.step()
             total += loss.item() * len(batch)
         gw.log({"loss": total / len(x)}, step=epoch)
-    return model.state_dict()
+    state: dict[str, Any] = model.state_dict()
+    return state
 
 
 @gw.step(packages=["scikit-learn"])
@@ -98,7 +101,7 @@ def train_baseline(train: pd.DataFrame, c: float = 1.0):  # type: ignore[no-unty
 
 
 @gw.step(packages=["torch", "scikit-learn"])
-def evaluate(state: dict, reference, test: pd.DataFrame, hidden: int = 128) -> dict:  # type: ignore[no-untyped-def]
+def evaluate(state: dict[str, Any], reference: Any, test: pd.DataFrame, hidden: int = 128) -> dict[str, Any]:
     import torch
 
     model = build_mlp(hidden)

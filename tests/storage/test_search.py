@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, insert, select
 
-from groundwork.core.filters import (
+from groundwork.errors import InvalidFilter
+from groundwork.filters import (
     And,
     Comparison,
     Exists,
@@ -29,12 +30,10 @@ from groundwork.core.filters import (
     In,
     Not,
     Or,
-    compile_filter,
-    order_by_clause,
     parse_filter,
 )
-from groundwork.errors import InvalidFilter
 from groundwork.storage import schema
+from groundwork.storage.search import compile_filter, order_by_clause
 
 M = lambda key: Field("metrics", key)  # noqa: E731
 P = lambda key: Field("params", key)  # noqa: E731
