@@ -192,6 +192,13 @@ def infer_volume(
 
     vm = resolve(model, spatial, threads, config)
     try:
+        if vm.window is not None and vm.window != grid.window:
+            raise InvalidInput(
+                f"model {vm.reference} takes windows of {'x'.join(map(str, vm.window))} only (the input "
+                f"example it was registered with fixed that size), not {'x'.join(map(str, grid.window))}",
+                hint=f"use --window {','.join(map(str, vm.window))}, or register the model with an example "
+                     "of the window size you want",
+            )
         if vm.in_channels is not None and vm.in_channels != source.channels:
             raise InvalidInput(
                 f"the model takes {vm.in_channels} channel(s) but {source.path} has {source.channels} "

@@ -39,6 +39,7 @@ class VolumeModel:
     info: dict[str, Any] = field(default_factory=dict)
     lineage_path: Path | None = None
     in_channels: int | None = None
+    window: tuple[int, ...] | None = None  # the only window it takes, when its shape is fixed
     origin: Any = None  # what the caller passed (a Ray worker resolves it again)
 
     @property
@@ -174,6 +175,9 @@ def _registered(reference: str, spatial: int, threads: int, config: Config) -> V
         assert source.onnx_path is not None
         vm = _onnx_model(reference, source.onnx_path, spatial, threads, info, version.artifact_digest, folder)
     vm.digest = version.artifact_digest
+    shape = tuple(version.signature.inputs[0].shape) if version.signature and version.signature.inputs else ()
+    if len(shape) == spatial + 2 and all(d > 0 for d in shape[2:]):
+        vm.window = tuple(int(d) for d in shape[2:])  # exported for this window size only
     return vm
 
 
