@@ -1,11 +1,12 @@
 """Recording runs: the run lifecycle, buffered metric logging and environment capture.
 
 ``run.log({"loss": 0.3}, step=7)`` appends to an in-memory buffer and returns
-at once. One background thread per store and process (:class:`_Writer`)
-writes every buffered point, log line and heartbeat in one transaction at least
-every :data:`FLUSH_INTERVAL_S`, and again when a run ends, at interpreter exit
-and on SIGTERM. A process killed outright loses at most that interval of
-points; its run is later seen as ``crashed`` because its heartbeat stops.
+at once. One background thread per store and process
+(:class:`groundwork.core.writer.Writer`) writes what is buffered while the run
+logs, and the rest when it ends, at interpreter exit and on SIGTERM. A process
+killed outright loses at most about :data:`~groundwork.core.writer.MAX_LAG_S` of
+logging (the writer keeps up, or the logging call waits for it); its run is
+later seen as ``crashed`` because its heartbeat stops.
 
 A process started by ``groundwork run`` finds ``GROUNDWORK_RUN_ID`` in its
 environment: its first ``start_run`` (or ``gw.log``) attaches to that run
@@ -15,10 +16,10 @@ instead of creating one, and the parent ``groundwork run`` owns its status.
 from __future__ import annotations
 
 import atexit
-import collections
 import functools
 import getpass
 import json
+import logging
 import math
 import os
 import random
@@ -36,126 +37,16 @@ from typing import Any
 
 from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
+from groundwork.core.writer import flush_all as flush_all  # re-exported: the SDK and readers use these names
+from groundwork.core.writer import pending_writes as pending_writes
+from groundwork.core.writer import writer_for
 from groundwork.errors import InvalidInput, RunNotFound
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
-from groundwork.storage.metadata import (
-    LogLine,
-    MetadataStore,
-    MetricPoint,
-    MetricSegment,
-    RunCreate,
-    RunEnd,
-    open_metadata_store,
-)
-
-#: Buffered points are written at least this often.
-FLUSH_INTERVAL_S = 0.5
-#: Running runs refresh their heartbeat this often (crash detection waits 30 s, or sees the PID gone).
-HEARTBEAT_INTERVAL_S = 5.0
-#: Points per write transaction (each one durable on its own).
-BATCH_POINTS = 20_000
-#: Wake the writer early once this many points wait...
-EARLY_FLUSH_POINTS = 100_000
-#: ...and make ``log`` wait for the disk once this many do (back-pressure bounds memory).
-MAX_BUFFERED_POINTS = 1_000_000
+from groundwork.storage.metadata import MetadataStore, MetricSegment, RunCreate, RunEnd, open_metadata_store
 
 _GIT_CACHE_TTL_S = 2.0
 
-
-class _Writer:
-    """The background thread that writes one store's buffered points, logs and heartbeats."""
-
-    def __init__(self, store: MetadataStore) -> None:
-        self.store = store
-        self.creations: collections.deque[RunCreate] = collections.deque()
-        self.points: collections.deque[MetricPoint] = collections.deque()
-        self.segments: collections.deque[MetricSegment] = collections.deque()
-        self.logs: collections.deque[LogLine] = collections.deque()
-        self.live: set[str] = set()  # runs of this process whose heartbeat we keep
-        self._wake = threading.Event()
-        self._flush_lock = threading.Lock()
-        self._stopped = False
-        self._last_beat = 0.0
-        self._warned = False
-        self._thread = threading.Thread(target=self._loop, name="groundwork-writer", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stopped:
-            self._wake.wait(FLUSH_INTERVAL_S)
-            self._wake.clear()
-            self.flush()
-
-    def nudge(self) -> None:
-        self._wake.set()
-
-    def flush(self, end: RunEnd | None = None) -> None:
-        """Write everything buffered so far; returns when it is durable.
-
-        Points go in transactions of at most :data:`BATCH_POINTS`, each durable on
-        its own, so a process killed mid-flush keeps every batch already committed.
-        ``end`` (a run's ending) goes into the last of them.
-        """
-        with self._flush_lock:
-            remaining = len(self.points)
-            first = True
-            while first or remaining > 0:
-                take = min(remaining, BATCH_POINTS)
-                remaining -= take
-                self._write_chunk(take, with_extras=first, end=end if remaining == 0 else None)
-                first = False
-
-    def _write_chunk(self, count: int, with_extras: bool, end: RunEnd | None = None) -> None:
-        points = [self.points.popleft() for _ in range(count)]
-        logs: list[LogLine] = []
-        beats: list[str] = []
-        creations: list[RunCreate] = []
-        segments: list[MetricSegment] = []
-        now = time.time()
-        if with_extras:
-            creations = [self.creations.popleft() for _ in range(len(self.creations))]
-            segments = [self.segments.popleft() for _ in range(len(self.segments))]
-            logs = [self.logs.popleft() for _ in range(len(self.logs))]
-            if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
-                beats = list(self.live)
-        if not points and not logs and not beats and end is None and not creations and not segments:
-            return
-        try:
-            self.store.write_batch(
-                points=points, logs=logs, heartbeat_ids=beats, end=end, segments=segments, creations=creations
-            )
-        except Exception as exc:  # keep the data and try again on the next tick
-            self.creations.extendleft(reversed(creations))
-            self.segments.extendleft(reversed(segments))
-            self.points.extendleft(reversed(points))
-            self.logs.extendleft(reversed(logs))
-            if not self._warned:
-                self._warned = True
-                print(f"groundwork: could not write to the store, will retry: {exc}", file=sys.stderr)
-            raise
-        self._warned = False
-        if beats:
-            self._last_beat = now
-
-    def try_flush(self) -> None:
-        try:
-            self.flush()
-        except Exception:
-            pass
-
-
-_writers: dict[tuple[int, str], _Writer] = {}
-_writers_lock = threading.Lock()
-
-
-def _writer_for(store: MetadataStore) -> _Writer:
-    key = (os.getpid(), store.url)
-    with _writers_lock:
-        writer = _writers.get(key)
-        if writer is None:
-            writer = _Writer(store)
-            _writers[key] = writer
-        return writer
+logger = logging.getLogger("groundwork.core.tracking")
 
 
 _artifact_stores: dict[tuple[int, str], ArtifactStore] = {}
@@ -194,6 +85,8 @@ _stored_diffs: dict[tuple[str, int], tuple[bytes, ArtifactInfo]] = {}
 
 
 _time = time.time
+#: Logging calls look at the writer's backlog every this many points.
+_CHECK_EVERY = 1024
 
 
 def _number(key: str, value: Any) -> float:
@@ -222,13 +115,13 @@ class ActiveRun:
         self.name = name
         self.config = config
         self._store = store
-        self._writer = _writer_for(store)
+        self._writer = writer_for(store)
         self._owned = owned
         self._pending = False  # created in the buffer, not yet written
         self._ended = False
         self._auto_step: dict[str, int] = {}
         self._append = self._writer.points.append
-        self._calls = 0
+        self._until_check = _CHECK_EVERY
         if owned:
             self._writer.live.add(run_id)
 
@@ -242,7 +135,8 @@ class ActiveRun:
         ``step`` defaults to a per-metric counter (0, 1, 2, ...). Values may be
         Python numbers, numpy scalars or one-element tensors.
         """
-        # The hot path of the SDK: one tuple per point onto a deque, nothing else.
+        # The hot path of the SDK: one tuple per point onto a deque, and a countdown to the
+        # next look at the backlog (every thousand points or so: cheap, and frequent enough).
         now = _time()
         append = self._append
         run_id = self.id
@@ -257,16 +151,10 @@ class ActiveRun:
                 step = int(step)
             for key, value in metrics.items():
                 append((run_id, key, step, value if value.__class__ is float else _number(key, value), now))
-        self._calls += 1
-        if not self._calls & 1023:
-            self._check_backlog()
-
-    def _check_backlog(self) -> None:
-        backlog = len(self._writer.points)
-        if backlog > EARLY_FLUSH_POINTS:
-            self._writer.nudge()
-            if backlog > MAX_BUFFERED_POINTS:
-                self._writer.flush()
+        self._until_check -= len(metrics)
+        if self._until_check <= 0:
+            self._until_check = _CHECK_EVERY
+            self._writer.check_backlog()
 
     def log_points(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
         """Buffer a whole series for one metric at once (the batch form of :meth:`log`)."""
@@ -286,6 +174,7 @@ class ActiveRun:
                 raise InvalidInput(f"log_points got {len(value_array)} values but {len(step_array)} steps for {key!r}")
         stamps = np.full(value_array.shape[0], time.time(), dtype=np.float64)
         self._writer.segments.append(MetricSegment(self.id, key, step_array, value_array, stamps))
+        self._writer.check_backlog()
 
     def _ensure_created(self) -> None:
         """Direct writes need the run's row: write it now if it is still buffered."""
@@ -525,13 +414,6 @@ def _environment_json(env: Mapping[str, Any]) -> str:
     return cached
 
 
-def pending_writes() -> bool:
-    """Whether this process holds runs not yet written (readers flush first)."""
-    with _writers_lock:
-        writers = [w for (pid, _), w in _writers.items() if pid == os.getpid()]
-    return any(w.creations for w in writers)
-
-
 def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
     # Keyed by the bytes object itself: the cached git state hands out the same one,
     # so the diff is hashed once per state rather than once per run.
@@ -676,17 +558,9 @@ def _end_all(status: str, error: str | None = None) -> None:
     for run in runs:
         try:
             run.end(status, error=error)
-        except Exception:
-            pass
+        except Exception as exc:  # the others must still end; flush_all retries what is left
+            logger.warning("groundwork: could not record the end of run %s (%s): %s", run.id, status, exc)
     flush_all()
-
-
-def flush_all() -> None:
-    """Flush every store's buffered points (done at exit and on SIGTERM)."""
-    with _writers_lock:
-        writers = [w for (pid, _), w in _writers.items() if pid == os.getpid()]
-    for writer in writers:
-        writer.try_flush()
 
 
 def _at_exit() -> None:
