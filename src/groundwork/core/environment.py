@@ -21,10 +21,12 @@ imported torch itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -40,6 +42,8 @@ from typing import Any
 
 import orjson
 import psutil
+
+_log = logging.getLogger("groundwork.core.environment")
 
 #: The CPU features groundwork cares about (they pick kernels and quantization schemes), in this order.
 CPU_FEATURES: tuple[str, ...] = (
@@ -451,17 +455,146 @@ def _gpus() -> list[dict[str, Any]]:
 # -- the rest of the environment ----------------------------------------------------------------------
 
 
+#: Where the list of installed distributions is cached between processes (``GROUNDWORK_CACHE_DIR``
+#: overrides it): one small JSON file per interpreter, checked against the folders on ``sys.path``.
+CACHE_ENV = "GROUNDWORK_CACHE_DIR"
+_PACKAGES_CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """groundwork's per-user cache folder: ``$GROUNDWORK_CACHE_DIR``, else the platform's user cache."""
+    given = os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base, "groundwork", "Cache")
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "groundwork"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "groundwork"
+
+
 @functools.cache
 def _packages() -> tuple[tuple[str, str], ...]:
+    """Installed distributions, ``(name, version)`` sorted by name: from the cache when nothing changed.
+
+    Reading every distribution's metadata takes a few hundred milliseconds in a large
+    environment, on every process's first run. The result is cached per interpreter in
+    :func:`cache_dir`, keyed by the interpreter, ``sys.path`` and the modification time of
+    each folder on it (installing, upgrading or removing a distribution changes its folder's
+    time). The script's own folder (``sys.path[0]``) is left out of the key: it changes
+    whenever a program writes its outputs, and distributions are not installed there.
+    """
+    key = _packages_key()
+    path = cache_dir() / f"packages-{hashlib.sha256(key[0].encode()).hexdigest()[:16]}.json"
+    cached = _read_packages_cache(path, key)
+    if cached is not None:
+        return cached
+    found = _scan_packages()
+    _write_packages_cache(path, key, found)
+    return found
+
+
+def _packages_key() -> tuple[str, list[Any]]:
+    """(the interpreter, what the installed distributions depend on) for the packages cache."""
+    interpreter = f"{sys.executable}\0{sys.prefix}\0{sys.version}"
+    entries: list[Any] = []
+    for index, entry in enumerate(sys.path):
+        folder = entry or os.getcwd()
+        if index == 0 and (not entry or _is_script_folder(entry)):
+            entries.append([entry, None])
+            continue
+        try:
+            entries.append([entry, os.stat(folder).st_mtime_ns])
+        except OSError:
+            entries.append([entry, None])
+    return interpreter, entries
+
+
+def _is_script_folder(entry: str) -> bool:
+    script = sys.argv[0] if sys.argv else ""
+    return bool(script) and os.path.dirname(os.path.abspath(script)) == os.path.abspath(entry)
+
+
+def _read_packages_cache(path: Path, key: tuple[str, list[Any]]) -> tuple[tuple[str, str], ...] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        _log.debug("ignoring the packages cache %s: %s", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("version") != _PACKAGES_CACHE_VERSION:
+        return None
+    if data.get("interpreter") != key[0] or data.get("path") != key[1]:
+        return None
+    packages = data.get("packages")
+    if not isinstance(packages, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in packages
+    ):
+        return None
+    return tuple((name, version) for name, version in packages)
+
+
+def _write_packages_cache(path: Path, key: tuple[str, list[Any]], packages: tuple[tuple[str, str], ...]) -> None:
+    """Write the cache atomically (a temporary file renamed over it); a cache that cannot be written is skipped."""
+    body = orjson.dumps(
+        {"version": _PACKAGES_CACHE_VERSION, "interpreter": key[0], "path": key[1], "packages": packages}
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".packages-", suffix=".tmp")
+    except OSError as exc:
+        _log.debug("could not write the packages cache in %s: %s", path.parent, exc)
+        return
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _log.debug("could not write the packages cache %s: %s", path, exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _scan_packages() -> tuple[tuple[str, str], ...]:
     found: dict[str, str] = {}
     for dist in importlib_metadata.distributions():
-        try:
-            name = dist.metadata["Name"]
-        except Exception:  # a broken .dist-info must not break run creation
-            continue
+        name, version = _name_and_version(dist)
         if name and name not in found:  # the first on sys.path wins, as for imports
-            found[name] = dist.version
+            found[name] = version
     return tuple(sorted(found.items(), key=lambda item: item[0].lower()))
+
+
+def _name_and_version(dist: importlib_metadata.Distribution) -> tuple[str | None, str]:
+    """A distribution's ``Name`` and ``Version`` from its metadata's headers alone.
+
+    ``dist.metadata`` parses the whole file (long descriptions included) with the email
+    parser; the two headers come first, so reading up to the first blank line is enough.
+    Anything unusual falls back to ``dist.metadata``.
+    """
+    try:
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    if text:
+        name = version = None
+        for line in text.split("\n\n", 1)[0].splitlines():
+            field, sep, value = line.partition(":")
+            if not sep:
+                continue
+            field = field.lower()
+            if field == "name" and name is None:
+                name = value.strip()
+            elif field == "version" and version is None:
+                version = value.strip()
+        if name and version is not None:
+            return name, version
+    try:
+        return dist.metadata["Name"], dist.version
+    except Exception as exc:  # a broken .dist-info must not break run creation
+        _log.debug("skipping a distribution whose metadata cannot be read (%s): %s", getattr(dist, "_path", dist), exc)
+        return None, ""
 
 
 @functools.cache
