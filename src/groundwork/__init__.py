@@ -43,6 +43,7 @@ __all__ = [
     "Signature",
     "active_run",
     "choice",
+    "distributed",
     "export",
     "get_model_version",
     "get_run",
@@ -98,6 +99,7 @@ _LAZY = {
     "register_materializer": "groundwork.core.pipelines.materializers",
     "lineage": "groundwork.core.lineage",
     "sweep": "groundwork.core.sweeps.sweep",
+    "distributed": "groundwork.core.distributed",
     "loguniform": "groundwork.core.sweeps.space",
     "uniform": "groundwork.core.sweeps.space",
     "integer": "groundwork.core.sweeps.space",
@@ -106,14 +108,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from groundwork.config import Config
+    from groundwork.core.distributed import distributed
     from groundwork.core.flavors import register_flavor
     from groundwork.core.lineage import lineage
     from groundwork.core.pipelines.materializers import register_materializer
     from groundwork.core.pipelines.pipeline import pipeline
     from groundwork.core.pipelines.run import run_pipeline
     from groundwork.core.pipelines.step import File, step
-    from groundwork.core.registry import ModelVersion, Signature, get_model_version
-    from groundwork.core.registry import promote as promote_model
+    from groundwork.core.registry import ModelVersion, Signature, get_model_version, promote as promote_model
     from groundwork.core.runs import MetricPoint, Run, get_run, runs
     from groundwork.core.sweeps.space import choice, integer, loguniform, uniform
     from groundwork.core.sweeps.sweep import sweep

@@ -12,7 +12,8 @@ from groundwork.cli._app import ArtifactsOption, StoreOption, app, err_console, 
 @app.command(
     "run",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog="Example:  groundwork run --name baseline --param lr=0.01 --input data/ --output model.pt -- python train.py",
+    epilog="Example:  groundwork run --name baseline --param lr=0.01 --input data/ --output model.pt -- python train.py\n\n"
+    "Resume a crashed run from its last checkpoint (run.checkpoint):  groundwork run --resume 3f2a9c",
 )
 def run_command(
     ctx: typer.Context,
@@ -31,6 +32,10 @@ def run_command(
     no_stdout_metrics: Annotated[
         bool, typer.Option("--no-stdout-metrics", help="Do not turn JSON-object stdout lines into metrics.")
     ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="A run to resume: its command and params again, run.last_checkpoint() finds its checkpoint."),
+    ] = None,
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
 ) -> int:
@@ -47,12 +52,29 @@ def run_command(
         # Before the command (and without --), an unknown option is a typo of ours, not the command.
         ctx.fail(f"No such option: {argv[0]} (put the command after --)")
     config = make_config(store, artifacts)
+    params: dict[str, str] = parse_params(param or [])
+    tags: dict[str, str] = parse_params(tag or [])
+    extra_env: dict[str, str] = {}
+    if resume:
+        from groundwork.core.checkpoints import RESUME_ENV, TAG_RESUMED_FROM
+        from groundwork.core.runs import get_run
+        from groundwork.errors import InvalidInput
+
+        old = get_run(resume, config=config)
+        if old.status == "running":
+            raise InvalidInput(f"run {old.id[:12]} is still running", hint="resume a run that has ended (crashed, failed)")
+        argv = argv or list(old.command or [])
+        params = {**old.params, **params}
+        name = name or old.name
+        tags[TAG_RESUMED_FROM] = old.id
+        extra_env[RESUME_ENV] = old.id
     result = execute_command(
         argv,
         config=config,
         name=name,
-        params=parse_params(param or []),
-        tags=parse_params(tag or []),
+        params=params,
+        tags=tags,
+        extra_env=extra_env,
         inputs=input or [],
         outputs=output or [],
         stdout_metrics=not no_stdout_metrics,

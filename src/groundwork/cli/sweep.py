@@ -7,9 +7,9 @@ import subprocess
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.table import Table
+from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
 from groundwork.cli._app import (
@@ -32,7 +32,7 @@ _EXAMPLE = (
 class _DefaultStart(TyperGroup):
     """``groundwork sweep --space ... -- CMD`` means ``groundwork sweep start --space ... -- CMD``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["start", *args]
         return super().parse_args(ctx, args)

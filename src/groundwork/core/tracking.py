@@ -37,9 +37,11 @@ from typing import Any
 
 from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
-from groundwork.core.writer import flush_all as flush_all  # re-exported: the SDK and readers use these names
-from groundwork.core.writer import pending_writes as pending_writes
-from groundwork.core.writer import writer_for
+from groundwork.core.writer import (
+    flush_all as flush_all,  # re-exported: the SDK and readers use these names
+    pending_writes as pending_writes,
+    writer_for,
+)
 from groundwork.errors import InvalidInput, RunNotFound
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
 from groundwork.storage.metadata import MetadataStore, MetricSegment, RunCreate, RunEnd, open_metadata_store
@@ -246,6 +248,18 @@ class ActiveRun:
         from groundwork.core.registry import log_model
 
         return log_model(self, obj, name, signature=signature, example=example)
+
+    def checkpoint(self, state: Any) -> Any:
+        """Store ``state`` as this run's next checkpoint, content-addressed (see :mod:`groundwork.core.checkpoints`)."""
+        from groundwork.core.checkpoints import save
+
+        return save(self, state)
+
+    def last_checkpoint(self) -> Any:
+        """The newest checkpoint's state: this run's, else that of the run it resumes; None if there is none."""
+        from groundwork.core.checkpoints import load
+
+        return load(self)
 
     # -- lifecycle -----------------------------------------------------------
     def end(self, status: str = "finished", *, error: str | None = None, exit_code: int | None = None) -> None:

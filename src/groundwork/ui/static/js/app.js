@@ -11,6 +11,8 @@ const ROUTES = [
   [/^\/pipelines\/?$/, "pipelines", "pipelines"],
   [/^\/pipelines\/([^/]+)\/?$/, "pipeline", "pipelines"],
   [/^\/artifacts\/([^/]+)\/?$/, "artifact", "runs"],
+  [/^\/sweeps\/?$/, "sweeps", "sweeps"],
+  [/^\/sweeps\/([^/]+)\/?$/, "sweep", "sweeps"],
 ];
 
 const PAGES = {
@@ -23,6 +25,8 @@ const PAGES = {
   pipelines: () => import("./pipelines.js").then((m) => m.renderList),
   pipeline: () => import("./pipelines.js").then((m) => m.renderPipeline),
   artifact: () => import("./artifact.js").then((m) => m.render),
+  sweeps: () => import("./sweeps.js").then((m) => m.renderList),
+  sweep: () => import("./sweeps.js").then((m) => m.renderSweep),
 };
 
 let cleanup = null;
