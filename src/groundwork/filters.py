@@ -39,8 +39,7 @@ import difflib
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+from dataclasses import dataclass, field as dc_field
 from datetime import datetime
 from typing import Any, Literal, NoReturn, TypeAlias
 

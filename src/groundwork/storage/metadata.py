@@ -12,7 +12,7 @@ is newer than this groundwork is refused. Writes are batched: a caller hands
 over many rows and they land in one transaction.
 
 This module is row-level on purpose: it knows nothing of the SDK's objects.
-Query filters arrive as compiled SQLAlchemy clauses (see ``groundwork.core.filters``).
+Query filters arrive as compiled SQLAlchemy clauses (see ``groundwork.storage.search``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,16 @@ from groundwork.errors import (
     UnsupportedURL,
 )
 from groundwork.storage import schema
+from groundwork.storage.records import (  # re-exported: the records live in storage.records
+    ArtifactLink as ArtifactLink,
+    LogLine as LogLine,
+    MetricPoint as MetricPoint,
+    MetricSegment as MetricSegment,
+    MetricSeries as MetricSeries,
+    RunCreate as RunCreate,
+    RunEnd as RunEnd,
+    RunRow as RunRow,
+)
 
 #: The newest migration this version of groundwork knows.
 HEAD_REVISION = "0003"
@@ -73,107 +82,6 @@ _SQLITE_INSERT_CHUNK = (
     "INSERT INTO metric_chunks (run_id, key, count, first_step, last_step, steps, \"values\", timestamps) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
-LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
-
-
-@dataclass(frozen=True)
-class MetricSegment:
-    """Many points of one series at once (what ``log_points`` hands over)."""
-
-    run_id: str
-    key: str
-    steps: np.ndarray[Any, np.dtype[np.int64]]
-    values: np.ndarray[Any, np.dtype[np.float64]]
-    timestamps: np.ndarray[Any, np.dtype[np.float64]]
-
-
-@dataclass(frozen=True)
-class RunCreate:
-    """A run's first rows: written with the first flush that follows ``start_run``."""
-
-    row: Mapping[str, Any]
-    params: Mapping[str, Any] | None = None
-    tags: Mapping[str, Any] | None = None
-    environment: tuple[str, str] | None = None
-    links: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True)
-class MetricSeries:
-    """A metric series as arrays, ordered by step (stable: logging order within a step)."""
-
-    steps: np.ndarray[Any, np.dtype[np.int64]]
-    values: np.ndarray[Any, np.dtype[np.float64]]
-    timestamps: np.ndarray[Any, np.dtype[np.float64]]
-
-    def __len__(self) -> int:
-        return int(self.steps.shape[0])
-
-
-@dataclass
-class RunRow:
-    """One row of the ``runs`` table, plus what a query asked to join."""
-
-    id: str
-    name: str
-    kind: str
-    status: str
-    parent_id: str | None
-    command: list[str] | None
-    cwd: str | None
-    user: str | None
-    host: str | None
-    pid: int | None
-    created_at: float
-    ended_at: float | None
-    heartbeat_at: float | None
-    exit_code: int | None
-    error: str | None
-    git_commit: str | None
-    git_branch: str | None
-    git_dirty: bool | None
-    diff_digest: str | None
-    env_digest: str | None
-    cache_key: str | None
-    cached_from: str | None
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_mapping(cls, row: Mapping[str, Any]) -> RunRow:
-        values = dict(row)
-        command = values.get("command")
-        values["command"] = json.loads(command) if command else None
-        git_dirty = values.get("git_dirty")
-        values["git_dirty"] = None if git_dirty is None else bool(git_dirty)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class RunEnd:
-    """How a run ended, written in the same transaction as its last points."""
-
-    run_id: str
-    status: str
-    exit_code: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ArtifactLink:
-    run_id: str
-    direction: str
-    name: str
-    digest: str
-    kind: str
-    created_at: float
-    size: int
-    is_dir: bool
-    file_count: int
-
 
 def normalize_store_url(url: str) -> str:
     """``postgresql://`` means psycopg 3; a bare path means a SQLite file."""

@@ -12,47 +12,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from groundwork.storage import schema
-from groundwork.storage.metadata import ArtifactLink, MetadataStore, iter_chunks
-
-
-@dataclass(frozen=True)
-class Link:
-    """An input or output of a run, as written."""
-
-    direction: str  # input | output
-    name: str
-    digest: str
-    size: int
-    is_dir: bool
-    file_count: int
-    kind: str = "file"
-
-
-@dataclass
-class NewRun:
-    """A run row with what goes with it, inserted by :func:`insert_runs`."""
-
-    row: dict[str, Any]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    tags: Mapping[str, Any] = field(default_factory=dict)
-    links: Sequence[Link] = ()
-
-
-@dataclass(frozen=True)
-class CacheCandidate:
-    """A finished run that recorded a given cache key, with its outputs and tags."""
-
-    run_id: str
-    cache_key: str
-    created_at: float
-    outputs: tuple[ArtifactLink, ...]
-    tags: Mapping[str, str]
+from groundwork.storage.metadata import MetadataStore, iter_chunks
+from groundwork.storage.records import (  # re-exported: the records live in storage.records
+    ArtifactLink as ArtifactLink,
+    CacheCandidate as CacheCandidate,
+    Link as Link,
+    NewRun as NewRun,
+)
 
 
 def _params_rows(run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

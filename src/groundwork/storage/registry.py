@@ -16,102 +16,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
 from groundwork.storage import schema
 from groundwork.storage.metadata import MetadataStore
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    name: str
-    description: str | None
-    created_at: float
-    latest_version: int
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    name: str
-    version: int
-    run_id: str | None
-    artifact_digest: str
-    flavor: str
-    onnx_digest: str | None
-    signature: dict[str, Any] | None
-    description: str | None
-    tags: dict[str, str]
-    info: dict[str, Any]
-    user: str | None
-    created_at: float
-
-    @classmethod
-    def from_mapping(cls, row: Mapping[Any, Any]) -> VersionRow:
-        values = dict(row)
-        values["signature"] = json.loads(values["signature"]) if values.get("signature") else None
-        values["tags"] = json.loads(values["tags"]) if values.get("tags") else {}
-        values["info"] = json.loads(values["info"]) if values.get("info") else {}
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    """One row of ``alias_history``: ``to_version`` is None when the alias was removed."""
-
-    id: int
-    name: str
-    alias: str
-    from_version: int | None
-    to_version: int | None
-    who: str | None
-    changed_at: float
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class ArtifactRow:
-    """The artifact a version points at (as the artifact store described it)."""
-
-    digest: str
-    size: int
-    is_dir: bool
-    file_count: int
-
-
-@dataclass(frozen=True)
-class PredictionSample:
-    id: int
-    model: str
-    version: int
-    timestamp: float
-    inputs: Any
-    outputs: Any
-    latency_ms: float | None
-
-
-@dataclass(frozen=True)
-class ExportRow:
-    """One passed export of a version (``model_exports``): the bundle artifact and its verification."""
-
-    id: int
-    name: str
-    version: int
-    target: str
-    precision: str
-    artifact_digest: str
-    verification: dict[str, Any]
-    location: str | None
-    user: str | None
-    created_at: float
-
-    @classmethod
-    def from_mapping(cls, row: Mapping[Any, Any]) -> ExportRow:
-        values = dict(row)
-        values["verification"] = json.loads(values["verification"]) if values.get("verification") else {}
-        return cls(**values)
+from groundwork.storage.records import (  # re-exported: the records live in storage.records
+    AliasMove as AliasMove,
+    ArtifactRow as ArtifactRow,
+    ExportRow as ExportRow,
+    ModelRow as ModelRow,
+    PredictionSample as PredictionSample,
+    VersionRow as VersionRow,
+)
 
 
 def _insert_artifact(store: MetadataStore, conn: Any, artifact: ArtifactRow, now: float) -> None:

@@ -1,0 +1,304 @@
+"""The records the stores read and write: plain frozen dataclasses, no SQL.
+
+Every implementation of the store interface (:mod:`groundwork.storage.stores`) takes and
+returns these: the SQL stores build them from rows, the team server's client from JSON.
+``to_dict()`` is each record's one JSON shape (the API's, and the CLI's ``--json``);
+:func:`to_wire` / :func:`from_wire` carry any of them, numpy arrays included, over HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# -- runs ----------------------------------------------------------------------------------------
+
+MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
+LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
+
+
+@dataclass(frozen=True)
+class MetricSegment:
+    """Many points of one series at once (what ``log_points`` hands over)."""
+
+    run_id: str
+    key: str
+    steps: np.ndarray[Any, np.dtype[np.int64]]
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    timestamps: np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class RunCreate:
+    """A run's first rows: written with the first flush that follows ``start_run``."""
+
+    row: Mapping[str, Any]
+    params: Mapping[str, Any] | None = None
+    tags: Mapping[str, Any] | None = None
+    environment: tuple[str, str] | None = None
+    links: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """A metric series as arrays, ordered by step (stable: logging order within a step)."""
+
+    steps: np.ndarray[Any, np.dtype[np.int64]]
+    values: np.ndarray[Any, np.dtype[np.float64]]
+    timestamps: np.ndarray[Any, np.dtype[np.float64]]
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+@dataclass
+class RunRow:
+    """One row of the ``runs`` table, plus what a query asked to join."""
+
+    id: str
+    name: str
+    kind: str
+    status: str
+    parent_id: str | None
+    command: list[str] | None
+    cwd: str | None
+    user: str | None
+    host: str | None
+    pid: int | None
+    created_at: float
+    ended_at: float | None
+    heartbeat_at: float | None
+    exit_code: int | None
+    error: str | None
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool | None
+    diff_digest: str | None
+    env_digest: str | None
+    cache_key: str | None
+    cached_from: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> RunRow:
+        values = dict(row)
+        command = values.get("command")
+        values["command"] = json.loads(command) if command else None
+        git_dirty = values.get("git_dirty")
+        values["git_dirty"] = None if git_dirty is None else bool(git_dirty)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, written in the same transaction as its last points."""
+
+    run_id: str
+    status: str
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactLink:
+    run_id: str
+    direction: str
+    name: str
+    digest: str
+    kind: str
+    created_at: float
+    size: int
+    is_dir: bool
+    file_count: int
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    description: str | None
+    created_at: float
+    latest_version: int
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    run_id: str | None
+    artifact_digest: str
+    flavor: str
+    onnx_digest: str | None
+    signature: dict[str, Any] | None
+    description: str | None
+    tags: dict[str, str]
+    info: dict[str, Any]
+    user: str | None
+    created_at: float
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> VersionRow:
+        values = dict(row)
+        values["signature"] = json.loads(values["signature"]) if values.get("signature") else None
+        values["tags"] = json.loads(values["tags"]) if values.get("tags") else {}
+        values["info"] = json.loads(values["info"]) if values.get("info") else {}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One row of ``alias_history``: ``to_version`` is None when the alias was removed."""
+
+    id: int
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    who: str | None
+    changed_at: float
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """The artifact a version points at (as the artifact store described it)."""
+
+    digest: str
+    size: int
+    is_dir: bool
+    file_count: int
+
+
+@dataclass(frozen=True)
+class PredictionSample:
+    id: int
+    model: str
+    version: int
+    timestamp: float
+    inputs: Any
+    outputs: Any
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One passed export of a version (``model_exports``): the bundle artifact and its verification."""
+
+    id: int
+    name: str
+    version: int
+    target: str
+    precision: str
+    artifact_digest: str
+    verification: dict[str, Any]
+    location: str | None
+    user: str | None
+    created_at: float
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> ExportRow:
+        values = dict(row)
+        values["verification"] = json.loads(values["verification"]) if values.get("verification") else {}
+        return cls(**values)
+
+
+# -- pipelines -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """An input or output of a run, as written."""
+
+    direction: str  # input | output
+    name: str
+    digest: str
+    size: int
+    is_dir: bool
+    file_count: int
+    kind: str = "file"
+
+
+@dataclass
+class NewRun:
+    """A run row with what goes with it, inserted by :func:`insert_runs`."""
+
+    row: dict[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    links: Sequence[Link] = ()
+
+
+@dataclass(frozen=True)
+class CacheCandidate:
+    """A finished run that recorded a given cache key, with its outputs and tags."""
+
+    run_id: str
+    cache_key: str
+    created_at: float
+    outputs: tuple[ArtifactLink, ...]
+    tags: Mapping[str, str]
+
+
+# -- the wire ----------------------------------------------------------------------------------------
+
+_ARRAY = "__ndarray__"
+
+
+def to_wire(value: Any) -> Any:
+    """``value`` as JSON-able data: records as dicts, numpy arrays as typed base64, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value)
+        return {_ARRAY: base64.b64encode(data.tobytes()).decode("ascii"), "dtype": data.dtype.str,
+                "shape": list(data.shape)}
+    if isinstance(value, Mapping):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_wire(kind: Any, data: Any) -> Any:
+    """The inverse of :func:`to_wire`, guided by a type (a record class, ``list[RunRow]``, ...)."""
+    if data is None:
+        return None
+    if isinstance(data, dict) and _ARRAY in data:
+        raw = base64.b64decode(data[_ARRAY])
+        return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return from_wire(options[0], data) if len(options) == 1 else data
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        values = {f.name: from_wire(hints[f.name], data[f.name]) for f in dataclasses.fields(kind) if f.name in data}
+        return kind(**values)
+    if origin in (list, Sequence, typing.Sequence) and args:
+        return [from_wire(args[0], v) for v in data]
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_wire(args[0], v) for v in data)
+        return tuple(from_wire(a, v) for a, v in zip(args, data, strict=True))
+    if origin in (dict, Mapping, typing.Mapping) and len(args) == 2:
+        return {k: from_wire(args[1], v) for k, v in data.items()}
+    return data
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(to_wire(value), separators=(",", ":"))
