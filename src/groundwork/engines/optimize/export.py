@@ -83,6 +83,7 @@ def export_onnx(
     """Export to ``path`` with a dynamic batch axis; returns the path and the output names."""
     import torch
 
+    module = _switchable(module)
     outputs = [f"output_{i}" for i in range(output_count(module, args))]
     dynamic_axes = {name: {0: "batch"} for name in [*input_names, *outputs]}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,36 @@ def export_onnx(
         text = f"{type(exc).__name__}: {exc}"
         raise ExportFailed(text.splitlines()[0][:500], operator_from_error(text)) from exc
     return path, outputs
+
+
+def _switchable(module: Any) -> Any:
+    """``module``, or a wrapper whose ``train()`` does nothing when the module refuses it.
+
+    ``torch.onnx.export`` switches the module to eval mode; a program loaded with
+    ``torch.export.load`` (a registered PyTorch version) raises on ``train()``: it is
+    inference-only already, so the wrapper leaves it as it is.
+    """
+    import torch
+
+    try:
+        module.train(False)
+        return module
+    except NotImplementedError:
+        pass
+
+    class InferenceOnly(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def train(self, mode: bool = True) -> InferenceOnly:
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(*args)
+
+    return InferenceOnly(module)
 
 
 def save_torch_module(module: Any, args: Sequence[Any], directory: Path) -> str:
