@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from groundwork.config import Config
 from groundwork.errors import InvalidInput
-from groundwork.storage.metadata import ArtifactLink, MetadataStore
 
 if TYPE_CHECKING:
     from groundwork.core.tracking import ActiveRun
@@ -69,8 +68,8 @@ def _deserialize(data: bytes, name: str) -> Any:
     return pickle.loads(data)
 
 
-def _checkpoints(store: MetadataStore, run_id: str) -> list[Checkpoint]:
-    links: list[ArtifactLink] = store.run_artifacts(run_id, "output")
+def _checkpoints(store: Any, run_id: str) -> list[Checkpoint]:
+    links = store.run_artifacts(run_id, "output")
     found = [Checkpoint(run_id, a.name, a.digest, a.size) for a in links if a.kind == KIND and a.name.startswith(PREFIX)]
     return sorted(found, key=lambda c: c.number)
 
@@ -92,7 +91,7 @@ def save(run: ActiveRun, state: Any) -> Checkpoint:
     return Checkpoint(run.id, name, info.digest, info.size)
 
 
-def find_last(store: MetadataStore, run_id: str) -> Checkpoint | None:
+def find_last(store: Any, run_id: str) -> Checkpoint | None:
     """The newest checkpoint of ``run_id``, or of the runs it resumes (newest run first)."""
     seen: set[str] = set()
     current: str | None = run_id

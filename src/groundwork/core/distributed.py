@@ -8,7 +8,9 @@ has the rank and world size, and records into the one run the call made:
 * ``ctx.checkpoint(state)`` stores rank 0's state as a content-addressed checkpoint of the
   run (:mod:`groundwork.core.checkpoints`); ``ctx.last_checkpoint()`` gives every rank the
   newest one, or None: start from it and a restarted training goes on where it was;
-* ``ctx.shard(tensor)`` is this rank's contiguous share of a global batch.
+* ``ctx.shard(tensor)`` is this rank's contiguous share of a global batch;
+* ``ctx.params`` the ``params=`` of the call; ``ctx.run`` the run itself on rank 0
+  (``ctx.run.log_model(...)``), None on the other ranks.
 
 Where the workers run: on Ray Train's ``TorchTrainer`` when Ray is configured
 (``GROUNDWORK_RAY_ADDRESS`` / ``Config.ray_address``, or a Ray already initialized in this
@@ -58,8 +60,11 @@ class DistributedResult:
 class DistributedContext:
     """What ``train_fn`` gets in every worker (see the module docstring)."""
 
-    def __init__(self, rank: int, world_size: int, local_rank: int, run_id: str, config: Config) -> None:
+    def __init__(self, rank: int, world_size: int, local_rank: int, run_id: str, config: Config,
+                 params: Mapping[str, Any] | None = None) -> None:
         self.rank = rank
+        #: The ``params=`` of the call, as given (typed).
+        self.params = dict(params or {})
         self.world_size = world_size
         self.local_rank = local_rank
         self.run_id = run_id
@@ -79,6 +84,11 @@ class DistributedContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def run(self) -> Any:
+        """The run (an :class:`~groundwork.core.tracking.ActiveRun`) on rank 0, None on the others."""
+        return self._run
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Average each metric over the ranks (every rank calls this with the same keys); rank 0 logs."""
@@ -130,8 +140,8 @@ def _run_worker(blob: bytes, run_id: str, environ: dict[str, str], rank: int, wo
     import cloudpickle
 
     config = Config.from_env(environ)
-    train_fn = cloudpickle.loads(blob)
-    context = DistributedContext(rank, world_size, local_rank, run_id, config)
+    train_fn, params = cloudpickle.loads(blob)
+    context = DistributedContext(rank, world_size, local_rank, run_id, config, params)
     try:
         return train_fn(context)
     finally:
@@ -250,7 +260,7 @@ def distributed(
 
     _by_value(train_fn)
     try:
-        blob = cloudpickle.dumps(train_fn)
+        blob = cloudpickle.dumps((train_fn, dict(params or {})))
     except Exception as exc:
         raise InvalidInput(f"train_fn cannot be sent to the workers: {type(exc).__name__}: {exc}") from None
     run = start_run(

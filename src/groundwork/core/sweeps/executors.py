@@ -13,6 +13,7 @@ exits too instead of finishing a trial nobody will hear about.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -60,20 +61,40 @@ def _watch(driver: int) -> None:
     threading.Thread(target=loop, name="gw-sweep-watch", daemon=True).start()
 
 
+_pools: dict[tuple[int, int], ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+@atexit.register
+def _shutdown_pools() -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class LocalTrials:
-    """Trials in ``parallel`` worker processes on this machine."""
+    """Trials in ``parallel`` worker processes on this machine (kept warm for the next sweep of this process)."""
 
     def __init__(self, config: Config, parallel: int) -> None:
+        self.parallel = parallel
+        self._pool = self._new_pool(fresh=False)
+
+    def _new_pool(self, fresh: bool) -> ProcessPoolExecutor:
         from groundwork.core.pipelines.executors.local import _context
 
-        self.parallel = parallel
-        self._context = _context()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.parallel, mp_context=self._context, initializer=_watch, initargs=(os.getpid(),)
-        )
+        key = (os.getpid(), self.parallel)
+        with _pools_lock:
+            pool = _pools.get(key)
+            if pool is None or fresh or getattr(pool, "_broken", False):
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(
+                    max_workers=self.parallel, mp_context=_context(), initializer=_watch, initargs=(os.getpid(),)
+                )
+                _pools[key] = pool
+            return pool
 
     def submit(self, task: TrialTask) -> Future[TrialOutcome]:
         from groundwork.core.pipelines.executors.local import _main_without_phantom_file
@@ -82,12 +103,11 @@ class LocalTrials:
             try:
                 return self._pool.submit(execute_trial, task)
             except (BrokenProcessPool, RuntimeError):  # a worker died and broke the pool: a fresh one
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+                self._pool = self._new_pool(fresh=True)
                 return self._pool.submit(execute_trial, task)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Keep the pool warm; a broken one is replaced on the next sweep."""
 
 
 _remote: Any = None
