@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ import groundwork as gw
 from groundwork.config import Config
 from groundwork.core import writer as writer_module
 from groundwork.core.writer import MAX_LAG_S, Writer
-from groundwork.storage.metadata import MetadataStore
+from groundwork.storage.metadata import open_metadata_store
 
 
 def _run_row(config: Config, name: str) -> str:
@@ -29,12 +30,12 @@ def _run_row(config: Config, name: str) -> str:
     return run.id
 
 
-def _steps(store: MetadataStore, run_id: str, key: str) -> list[int]:
+def _steps(store: Any, run_id: str, key: str) -> list[int]:
     return [step for step, _, _ in store.metric_history(run_id, key)]
 
 
 def test_interleaved_runs_and_keys_each_land_in_their_own_series(workspace: Config) -> None:
-    store = MetadataStore(workspace.store_url)
+    store = open_metadata_store(workspace.store_url)
     runs = [_run_row(workspace, f"r{i}") for i in range(2)]
     writer = Writer(store, background=False)
     now = time.time()
@@ -54,7 +55,7 @@ def test_interleaved_runs_and_keys_each_land_in_their_own_series(workspace: Conf
 def test_a_step_beyond_64_bits_is_dropped_with_a_warning_and_the_rest_written(
     workspace: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = MetadataStore(workspace.store_url)
+    store = open_metadata_store(workspace.store_url)
     run_id = _run_row(workspace, "big-step")
     writer = Writer(store, background=False)
     now = time.time()
@@ -66,8 +67,8 @@ def test_a_step_beyond_64_bits_is_dropped_with_a_warning_and_the_rest_written(
     assert not writer.points  # nothing left to fail again
 
 
-def test_a_logging_call_writes_a_backlog_older_than_the_limit_itself(workspace: Config) -> None:
-    store = MetadataStore(workspace.store_url)
+def test_without_a_thread_a_logging_call_writes_a_backlog_older_than_the_limit_itself(workspace: Config) -> None:
+    store = open_metadata_store(workspace.store_url)
     run_id = _run_row(workspace, "backlog")
     writer = Writer(store, background=False)  # no thread: only back-pressure can write
     writer.points.extend([(run_id, "loss", 0, 1.0, time.time()), (run_id, "loss", 1, 1.0, time.time())])
@@ -78,10 +79,19 @@ def test_a_logging_call_writes_a_backlog_older_than_the_limit_itself(workspace: 
     assert _steps(store, run_id, "loss") == [0, 1]  # written, all of it, before the call returned
 
 
+def test_with_the_writer_thread_a_logging_call_waits_for_an_old_backlog_to_be_written(workspace: Config) -> None:
+    store = open_metadata_store(workspace.store_url)
+    run_id = _run_row(workspace, "waits")
+    writer = Writer(store)
+    writer.points.extend([(run_id, "loss", step, 1.0, time.time() - 2 * MAX_LAG_S) for step in range(3)])
+    writer.check_backlog()
+    assert _steps(store, run_id, "loss") == [0, 1, 2]
+
+
 def test_a_failing_store_keeps_the_points_warns_once_and_catches_up(
     workspace: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = MetadataStore(workspace.store_url)
+    store = open_metadata_store(workspace.store_url)
     run_id = _run_row(workspace, "outage")
     database = workspace.store_url.removeprefix("sqlite:///")
     with sqlite3.connect(database) as conn:  # a real failure inside SQLite, for every chunk written
@@ -164,7 +174,7 @@ def test_kill_9_at_full_speed_loses_at_most_one_second_of_logging(workspace: Con
     child.wait()
     reader.join()
 
-    store = MetadataStore(workspace.store_url)
+    store = open_metadata_store(workspace.store_url)
     assert store.integrity_check()
     owed = max(count for count, at in marks if at <= killed_at - 1.0)
     for key in ("loss", "acc"):
@@ -178,7 +188,7 @@ def test_kill_9_at_full_speed_loses_at_most_one_second_of_logging(workspace: Con
 
 
 def test_writers_are_per_store_and_process(workspace: Config, tmp_path: Path) -> None:
-    first = MetadataStore(workspace.store_url)
-    other = MetadataStore(f"sqlite:///{tmp_path / 'other.db'}")
-    assert writer_module.writer_for(first) is writer_module.writer_for(MetadataStore(workspace.store_url))
+    first = open_metadata_store(workspace.store_url)
+    other = open_metadata_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert writer_module.writer_for(first) is writer_module.writer_for(open_metadata_store(workspace.store_url))
     assert writer_module.writer_for(first) is not writer_module.writer_for(other)

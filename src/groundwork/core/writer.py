@@ -10,10 +10,10 @@ and a fast one is written while it logs, so leaving it writes only the tail.
 The crash promise: a process killed outright loses at most about :data:`MAX_LAG_S`
 of logging, whatever the rate. The writer keeps up on its own at any rate the SDK
 accepts points; when it cannot (a slow disk, a starved thread), the logging call that
-finds the oldest unwritten point older than :data:`MAX_LAG_S` writes the backlog
-itself before it returns (back-pressure): the caller slows down to the speed of the
-store instead of the backlog growing. A store that fails is retried every tick;
-meanwhile logging goes on until :data:`MAX_BUFFERED_POINTS` wait, then raises.
+finds the oldest unwritten point older than :data:`MAX_LAG_S` waits until the writer
+has written everything handed over so far (back-pressure): the caller slows down to
+the speed of the store instead of the backlog growing. A store that fails is retried
+every tick; meanwhile logging goes on until :data:`MAX_BUFFERED_POINTS` wait, then raises.
 
 Buffers are plain deques (appends and pops are atomic under the GIL), so several
 threads may log into one run.
@@ -77,8 +77,12 @@ class Writer:
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()
         self._inflight_since: float | None = None  # the oldest stamp of the write in progress
+        self._durable_until = 0.0  # everything handed over before this time is written
+        self._written = threading.Condition()  # notified after every write
+        self._waiting = 0  # logging threads waiting for the writer to catch up
         self._failing = False
         self._last_beat = time.time()
+        self._background = background
         if background:
             threading.Thread(target=self._loop, name="groundwork-writer", daemon=True).start()
 
@@ -91,7 +95,7 @@ class Writer:
                 self.try_flush()
 
     def _due(self) -> bool:
-        if len(self.points) >= WRITE_POINTS:
+        if self._waiting or len(self.points) >= WRITE_POINTS:
             return True
         now = time.time()
         oldest = self._oldest_pending()
@@ -136,9 +140,29 @@ class Writer:
         if waiting >= MAX_BUFFERED_POINTS:
             self.flush()  # memory stays bounded: a store that keeps failing raises here, into the caller
         elif self.backlog_age() > MAX_LAG_S and not self._failing:
-            self.try_flush()  # back-pressure: the caller waits for the store
+            self.catch_up()  # back-pressure: the caller waits for the store
         elif waiting >= WRITE_POINTS and self._inflight_since is None:
             self.nudge()
+
+    def catch_up(self) -> None:
+        """Wait until everything handed over so far is written (or the store fails).
+
+        The writer thread writes while this thread waits: a wait, unlike a write, can be
+        interrupted by a signal handler (SIGTERM's flushes and ends the runs), and the
+        writer gets the interpreter to itself meanwhile.
+        """
+        if not self._background:
+            self.try_flush()
+            return
+        target = time.time()
+        with self._written:
+            self._waiting += 1
+            try:
+                self._wake.set()
+                while self._durable_until < target and not self._failing:
+                    self._written.wait(TICK_S)
+            finally:
+                self._waiting -= 1
 
     # -- writing ---------------------------------------------------------------------------------------
     def flush(self, end: RunEnd | None = None) -> None:
@@ -156,18 +180,21 @@ class Writer:
         except Exception as exc:
             if not self._failing:
                 logger.warning("groundwork: could not write to the store %s, will retry: %s", self.store.display_url, exc)
-            self._failing = True
+            with self._written:  # waiters stop waiting for a store that fails
+                self._failing = True
+                self._written.notify_all()
 
     def _write(self, end: RunEnd | None) -> None:
         # Points before runs: a point's run was queued before the point, so every run a drained
         # point belongs to is drained too (or was written earlier).
+        now = time.time()  # everything handed over before now is in the drains below
         points = _drain(self.points)
         segments = _drain(self.segments)
         logs = _drain(self.logs)
         creations = _drain(self.creations)
-        now = time.time()
         beats = list(self.live) if self.live and now - self._last_beat >= HEARTBEAT_INTERVAL_S else []
         if not (points or segments or logs or creations or beats or end):
+            self._written_until(now)
             return
         stamps = [points[0][4]] if points else []
         stamps += [float(s.timestamps[0]) for s in segments if len(s.timestamps)]
@@ -191,6 +218,12 @@ class Writer:
         self._failing = False
         if beats:
             self._last_beat = now
+        self._written_until(now)
+
+    def _written_until(self, when: float) -> None:
+        with self._written:
+            self._durable_until = when
+            self._written.notify_all()
 
 
 def _as_segments(points: list[MetricPoint]) -> list[MetricSegment]:
