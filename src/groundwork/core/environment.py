@@ -440,7 +440,8 @@ def _torch_gpus() -> tuple[dict[str, Any], ...]:
                     }
                 )
             found = tuple(gpus)
-    except Exception:  # a broken driver must not break run creation
+    except Exception as exc:  # a broken driver must not break run creation
+        _log.debug("torch could not list its GPUs: %s", exc)
         return ()
     _torch_gpus_cache.append(found)
     return found
