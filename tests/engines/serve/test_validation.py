@@ -127,6 +127,8 @@ def test_the_server_skips_the_boolean_walk_only_when_the_body_has_no_true_or_fal
         (ROWS, np.float32, [[1, 2, 3, 4], [1e300, 0, 0, 0]],
          r"row 1, column 0 is 1e\+300, outside what the model's input type float32 holds \(-3.403e\+38 to 3.403e\+38\)"),
         (ROWS, np.float32, [[0, 0, 0, -3.5e38]], "row 0, column 3 is -3.5e"),
+        (ROWS, np.float32, [[1e200, 1e200, 0, 0]], "row 0, column 0 is 1e\\+200"),  # its square overflows float64 too
+        (ROWS, np.float16, [[1, 2, 70000, 4]], r"row 0, column 2 is 70000, .* float16 holds \(-6.55e\+04 to 6.55e\+04\)"),
         (Signature((TensorSpec(None, "int32", (-1, 2)),)), None, [[1, 3_000_000_000]],
          r"row 0, column 1 is 3000000000, outside .* int32 holds \(-2147483648 to 2147483647\)"),
         (Signature((TensorSpec(None, "uint8", (-1, 2)),)), None, [[1, -1]], r"row 0, column 1 is -1, .* uint8 holds \(0 to 255\)"),

@@ -144,7 +144,7 @@ class ServingApp:
             raise InvalidInput(f"model {twice[0]!r} is named more than once", hint="serve each model once")
         self.hosts = HostPolicy(self.options.allowed_hosts)
         self.metrics = ServeMetrics()
-        self.sampler = PredictionSampler(self.config.store_url, self.options.sample_rate)
+        self.sampler = PredictionSampler(self.config, self.options.sample_rate)
         self.models: dict[str, ServedModel] = {}
         opts = self.options
         for ref in parsed:
@@ -227,10 +227,11 @@ class ServingApp:
                     length = value
                 elif key == b"origin":
                     origin = value
-            refused = self.hosts.check(host, origin)
-            if refused is not None:
-                await _send_error(send, refused)
-                return
+            if origin is not None or host not in self.hosts.accepted:
+                refused = self.hosts.check(host, origin)
+                if refused is not None:
+                    await _send_error(send, refused)
+                    return
             path: str = scope["path"]
             if path.endswith(_SUFFIX) and path.startswith(_PREFIX) and scope["method"] == "POST":
                 served = self.models.get(path[len(_PREFIX):-len(_SUFFIX)])
@@ -264,9 +265,10 @@ class ServingApp:
         batcher.arriving()
         loaded = served.current
         try:
-            unsupported = not_json_content(content_type)
-            if unsupported is not None:
-                raise unsupported
+            if content_type != b"application/json":
+                unsupported = not_json_content(content_type)
+                if unsupported is not None:
+                    raise unsupported
             body = await self._read_body(length, receive)
             try:
                 document = orjson.loads(body)

@@ -45,6 +45,8 @@ class HostPolicy:
         self.any_address = any(name in _EVERY_INTERFACE for name in names)
         self.names = frozenset(n for n in (*LOOPBACK_NAMES, *names) if n and n != "*" and n not in _EVERY_INTERFACE)
         self._hosts: dict[bytes, bool] = {}
+        #: ``Host`` values already judged good: the server's fast path skips :meth:`check` for them
+        self.accepted: set[bytes] = set()
 
     def describe(self) -> str:
         extra = " and any IP address" if self.any_address else ""
@@ -76,6 +78,8 @@ class HostPolicy:
             known = self._judge(_hostname(host.decode("latin-1")))
             if len(self._hosts) < _CACHE_SIZE:  # names an attacker invents must not grow memory
                 self._hosts[host] = known
+                if known:
+                    self.accepted.add(host)
         return known
 
     def _judge(self, name: str) -> bool:

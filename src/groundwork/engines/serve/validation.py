@@ -130,6 +130,8 @@ class Validator:
             np.dtype(self.spec.dtype) if self.spec is not None and self.spec.dtype != "str" else None)
         self.dtype: np.dtype[Any] = want if want is not None else np.dtype(np.float64)
         self.kind = self.dtype.kind
+        #: float64 rows whose sum of squares is at most this fit the (narrower) float dtype: no value check
+        self._squares = _FLOAT_MAX[self.dtype.itemsize] ** 2 if self.kind == "f" and self.dtype.itemsize < 8 else None
         self.row_shape = tuple(self.spec.shape[1:]) if self.spec is not None else None
         self.columns = {s.name or "": s for s in signature.inputs} if self.columnar and signature else {}
         self._rows_hint = self._describe_rows()
@@ -198,7 +200,10 @@ class Validator:
         if kind == "f" and self.kind in "iu" and not np.all(np.mod(arr, 1) == 0):
             raise _unprocessable(f"inputs must be whole numbers (the model takes {self.dtype.name})", self._rows_hint)
         if arr.dtype != self.dtype:
-            arr = _cast(arr, self.dtype, "inputs", _position, self._rows_hint)
+            if kind == "f" and self._squares is not None and np.vdot(arr, arr) <= self._squares:
+                arr = arr.astype(self.dtype)  # the hot path of a float32 model: see _cast
+            else:
+                arr = _cast(arr, self.dtype, "inputs", _position, self._rows_hint)
         return arr, len(arr)
 
     def _rank(self, arr: np.ndarray[Any, Any]) -> UnprocessableInput:
@@ -308,7 +313,7 @@ def _cast(arr: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str, position: 
     NumPy casts silently: 1e300 becomes inf in float32, 3e9 wraps around in int32. JSON
     cannot carry NaN or Infinity (the parser refuses them with 400), so every number that
     arrives is finite, and one that the model's type cannot hold is refused rather than
-    turned into infinity. The common case costs one ``abs().max()``.
+    turned into infinity. The common case (float64 rows for a float32 model) costs one ``vdot``.
     """
     kind = dtype.kind
     if kind in "iu" and arr.dtype.kind in "iuf":
@@ -320,7 +325,13 @@ def _cast(arr: np.ndarray[Any, Any], dtype: np.dtype[Any], what: str, position: 
                 f"{dtype.name} holds ({info.min} to {info.max})", hint)
     elif kind == "f" and dtype.itemsize < 8 and arr.dtype.kind in "iuf":
         top = _FLOAT_MAX[dtype.itemsize]
-        if arr.size and np.abs(arr).max() > top:
+        if arr.dtype == np.float64:
+            # One BLAS call, no temporary: the sum of squares is at least the largest square
+            # (or overflows to inf), so it can only miss nothing; a hit is checked value by value.
+            suspect = bool(np.vdot(arr, arr) > top * top)
+        else:  # integers: only float16's small range can be exceeded
+            suspect = bool(arr.size) and float(np.iinfo(arr.dtype).max) > top and np.abs(arr).max() > top
+        if suspect and np.abs(arr).max() > top:
             index = tuple(int(i) for i in np.argwhere(np.abs(arr) > top)[0])
             raise _unprocessable(
                 f"{what}: {position(index)} is {float(arr[index]):g}, outside what the model's input type "
