@@ -55,7 +55,8 @@ def test_kill_9_at_several_points_then_resume_gives_the_same_bytes(tmp_path: Pat
         try:
             while finished_chunks(partial) < fraction * total and proc.poll() is None:
                 time.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
         finally:
             _, err = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL, err.decode()
