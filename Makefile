@@ -63,6 +63,7 @@ bench: setup system-deps
 	$(PY) benchmarks/optimize_cpu.py
 	$(PY) benchmarks/ui.py
 	$(PY) benchmarks/export.py
+	$(PY) benchmarks/volumes.py
 
 # Re-pin constraints.txt to what the venv has now (after changing a range in pyproject.toml).
 constraints: setup

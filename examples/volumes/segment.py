@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="edge of the volume to segment")
     parser.add_argument("--window", type=int, default=64, help="window edge (a multiple of 4)")
-    parser.add_argument("--candidates", default="torch,ort,openvino,pruned",
+    parser.add_argument("--candidates", default="ort,openvino",
                         help="optimize candidates (families or ids); 'none' skips optimizing")
     parser.add_argument("--out", type=Path, default=Path("ctseg-data"))
     args = parser.parse_args()
