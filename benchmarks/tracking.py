@@ -42,7 +42,9 @@ from benchmarks._peers import (  # noqa: E402
 )
 from benchmarks.peers.mlflow_tracking import (  # noqa: E402  (stdlib-only at import time)
     expected_search,
+    fresh_processes,
     loss_value,
+    make_small_repo,
     run_metrics,
     run_params,
     scaled,
@@ -70,6 +72,11 @@ class Workloads:
     points_per_proc: int = 2_000  # W5 points each process logs
     repeats: int = 5  # W3 search and W4 read: median of this many, after one warm-up
     seed: int = 0  # W3 params/metrics
+    crash_trials: int = 7  # W6: kill -9 this many times, after crash_after[0]..crash_after[1] s of logging
+    crash_after: tuple[float, float] = (1.5, 3.0)
+    crash_bound_s: float = 1.0  # W6: the most a crash may lose, in seconds of logging
+    start_trials: int = 10  # W7: fresh processes, each starting one run
+    start_bound_ms: float = 100.0  # W7: the longest a first start_run may take
 
     def peer_args(self) -> list[str]:
         return [
@@ -91,11 +98,14 @@ class Workloads:
             str(self.repeats),
             "--seed",
             str(self.seed),
+            "--start-trials",
+            str(self.start_trials),
         ]
 
 
 WORKLOADS = Workloads()
-ALL = ("W1", "W2", "W3", "W4", "W5")
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+OURS_ONLY = {"W6"}  # MLflow logs synchronously (a call per transaction): there is no backlog to lose
 # MLflow is slow enough that these are shrunk by --peer-scale (rates are compared, not
 # totals). W2 (20 batch calls) and W4 (a read) are cheap and always run at full size.
 PEER_SCALED = {"W1", "W3", "W5"}
@@ -110,6 +120,8 @@ DESCRIPTIONS = {
     "W3 search": "search runs (filter, order, limit 100)",
     "W4": "read a 2,000-point history",
     "W5": "8 processes log into 1 store",
+    "W6": "kill -9 while logging at full speed: seconds of logging lost (worst trial)",
+    "W7": "first start_run in a fresh process (modules imported)",
 }
 
 
@@ -359,7 +371,153 @@ def ours_w5(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, An
     }
 
 
-OURS = {"W1": ours_w1, "W2": ours_w2, "W3": ours_w3, "W4": ours_w4, "W5": ours_w5}
+# W6: the crash promise at full speed. The child logs one point per call as fast as the SDK
+# accepts them and reports, every 4,096 points, how many it has handed over and when
+# (CLOCK_MONOTONIC, one clock for the whole machine). The parent kills it with SIGKILL and
+# counts the points in the store: the first missing point was handed over after the last
+# report that the store covers, so the kill came at most (kill time - that report's time)
+# after it. That is the loss, in seconds of logging (over-estimated by at most one report).
+_CRASH_CHILD = """
+import sys, time
+import groundwork as gw
+run = gw.start_run(name="bench-w6")
+out = sys.stdout
+out.write(f"RUN {run.id}\\n")
+out.flush()
+log, clock, step = run.log, time.monotonic, 0
+while True:
+    log({"loss": 1.0 / (step + 1)}, step=step)
+    step += 1
+    if not step & 4095:
+        out.write(f"HANDED {step} {clock()!r}\\n")
+        out.flush()
+"""
+
+
+def _crash_trial(cfg: Any, after_s: float) -> dict[str, Any]:
+    gw = _gw()
+    env = {**os.environ, **cfg.child_environ(), "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CRASH_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert child.stdout is not None
+    first = child.stdout.readline().split()
+    if len(first) != 2:
+        child.kill()
+        raise RuntimeError(f"the logging child failed to start: {child.communicate()[1][-2000:]}")
+    run_id = first[1]
+    marks: list[tuple[int, float]] = []
+    enough = threading.Event()
+
+    def read() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            _, count, at = line.split()
+            marks.append((int(count), float(at)))
+            if marks[-1][1] - marks[0][1] >= after_s:
+                enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    enough.wait()
+    killed_at = time.monotonic()
+    child.kill()  # SIGKILL
+    child.wait()
+    reader.join(30)
+    stored = _history_len(gw, cfg, run_id)
+    covered = [at for count, at in marks if count <= stored]
+    lost_s = killed_at - (covered[-1] if covered else marks[0][1])
+    owed = max((count for count, at in marks if at <= killed_at - 1.0), default=0)
+    span = marks[-1][1] - marks[0][1]
+    return {
+        "after_s": after_s,
+        "lost_s": lost_s,
+        "stored": stored,
+        "handed_over_at_least": marks[-1][0],
+        "owed_by_the_bound": owed,
+        "rate": (marks[-1][0] - marks[0][0]) / span if span > 0 else None,
+        "status": gw.get_run(run_id, config=cfg).status,
+    }
+
+
+def ours_w6(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+    gw = _gw()
+    trials = scaled(w.crash_trials, scale, 3)
+    low, high = w.crash_after
+    rows = []
+    for k in range(trials):  # kill times spread evenly over [low, high] seconds of logging
+        cfg = _config(workdir / f"trial-{k}")
+        _init_ours(gw, cfg)
+        rows.append(_crash_trial(cfg, low + (high - low) * k / max(1, trials - 1)))
+    worst = max(r["lost_s"] for r in rows)
+    return {
+        "trials": trials,
+        "seconds": worst,
+        "lost_s": [r["lost_s"] for r in rows],
+        "rates": [r["rate"] for r in rows],
+        "unit": "s",
+        "detail": rows,
+        "problems": [
+            f"trial {k}: {r['owed_by_the_bound'] - r['stored']:,} points handed over more than "
+            f"{w.crash_bound_s:g} s before the kill are missing"
+            for k, r in enumerate(rows)
+            if r["stored"] < r["owed_by_the_bound"]
+        ]
+        + [f"trial {k}: the run is {r['status']!r}, not 'crashed'" for k, r in enumerate(rows) if r["status"] != "crashed"],
+    }
+
+
+# W7: start time. Each process imports groundwork and resolves gw.start_run (which loads the
+# SDK's modules: SQLAlchemy, NumPy), then times its first start_run; run.flush() after it is
+# when the run's row is durable. The first process finds the packages cache empty (cold).
+_START_CHILD = """
+import json, time
+t0 = time.perf_counter()
+import groundwork as gw
+start_run = gw.start_run
+t1 = time.perf_counter()
+run = start_run(name="bench-w7")
+t2 = time.perf_counter()
+run.flush()
+t3 = time.perf_counter()
+run.end()
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "start_ms": (t2 - t1) * 1000, "durable_ms": (t3 - t1) * 1000}))
+"""
+
+
+def ours_w7(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+    gw = _gw()
+    cfg = _config(workdir)
+    _init_ours(gw, cfg)
+    project = workdir / "project"
+    make_small_repo(project)
+    env = {
+        **os.environ,
+        **cfg.child_environ(),
+        "GROUNDWORK_CACHE_DIR": str(workdir / "cache"),  # starts empty: the first process is the cold one
+    }
+    count = scaled(w.start_trials, scale, 3) + 1
+    rows = fresh_processes([sys.executable, "-c", _START_CHILD], project, env, count)
+    cold, warm = rows[0], rows[1:]
+    starts = [float(r["start_ms"]) for r in warm]
+    return {
+        "processes": count,
+        "ms": statistics.median(starts),
+        "times_ms": starts,
+        "cold_ms": float(cold["start_ms"]),
+        "durable_ms": statistics.median(float(r["durable_ms"]) for r in warm),
+        "import_ms": statistics.median(float(r["import_ms"]) for r in warm),
+        "total_ms": statistics.median(float(r["import_ms"]) + float(r["start_ms"]) for r in warm),
+        "process_ms": statistics.median(float(r["process_ms"]) for r in warm),
+        "git": (project / ".git").exists(),
+        "unit": "ms",
+    }
+
+
+OURS = {
+    "W1": ours_w1, "W2": ours_w2, "W3": ours_w3, "W4": ours_w4, "W5": ours_w5, "W6": ours_w6, "W7": ours_w7,
+}
 
 
 def run_ours(name: str, w: Workloads, scale: float, workdir: Path, **kw: Any) -> dict[str, Any]:
@@ -457,7 +615,11 @@ def run_peer(
 def _brief(r: dict[str, Any]) -> str:
     if not r.get("ok"):
         return f"FAILED: {r.get('error')}"
+    if "lost_s" in r:  # W6
+        return "lost " + ", ".join(f"{x:.3f}" for x in r["lost_s"]) + f" s (worst {r['seconds']:.3f} s)"
     s = f"{r['rate']:,.1f} {r['unit']}" if "rate" in r else f"{r['ms']:.2f} ms"
+    if "total_ms" in r:  # W7
+        s += f" (import + start_run {r['total_ms']:.0f} ms)"
     if "errors" in r:
         s += f", {r['errors']} errors, {r['present']}/{r['points']} points present"
     if "search" in r:
@@ -475,13 +637,20 @@ def _row(
     size: str,
     target: float | None,
     problems: list[str],
+    bound: float | None = None,
+    worst: bool = False,
 ) -> dict[str, Any]:
+    """One table row. ``target`` is a ratio to reach; ``bound`` instead is a limit on our own
+    value (lower is better), with the ratio to MLflow shown as information. ``worst`` rows
+    keep the worst round (W6's loss), the others the median round, when rounds repeat."""
     o = ours.get(key) if ours and ours.get("ok", True) else None
     p = peer.get(key) if peer and peer.get("ok", True) else None
     ratio = None
     if o is not None and p is not None and o > 0 and p > 0:
         ratio = o / p if higher_better else p / o
-    if target is None:
+    if bound is not None:
+        verdict = "n/a" if o is None else ("met" if o <= bound and not problems else "missed")
+    elif target is None:
         verdict = "info"
     elif ratio is None:
         verdict = "n/a"
@@ -492,13 +661,56 @@ def _row(
         "size": size,
         "groundwork": o,
         "mlflow": p,
-        "unit": "ms" if not higher_better else (ours or peer or {}).get("unit", ""),
+        "unit": (ours or peer or {}).get("unit", "ms") if bound is not None or higher_better else "ms",
         "higher_better": higher_better,
+        "key": key,
         "ratio": ratio,
         "target": target,
+        "bound": bound,
+        "worst": worst,
         "verdict": verdict,
         "problems": problems,
     }
+
+
+def _pick(rows: list[dict[str, Any]], side: str) -> dict[str, Any] | None:
+    """One side's value over rounds of a row: the median, or the worst (highest) for ``worst`` rows."""
+    values = [r[side] for r in rows if r[side] is not None]
+    if not values:
+        return None
+    value = max(values) if rows[0]["worst"] else statistics.median(values)
+    return {rows[0]["key"]: value, "unit": rows[0]["unit"]}
+
+
+def merge_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of repeated rounds as one: the median of each side's values (the worst for ``worst``
+    rows), the ratio of those, and the spread (lowest, highest) of the rounds' own ratios or values."""
+    if len(rounds) == 1:
+        return [{**row, "rounds": 1, "spread": None} for row in rounds[0]]
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rows in rounds:
+        for row in rows:
+            grouped.setdefault((row["workload"], row["size"]), []).append(row)
+    merged = []
+    for (workload, size), rows in grouped.items():
+        first = rows[0]
+        row = _row(
+            workload,
+            _pick(rows, "groundwork"),
+            _pick(rows, "mlflow"),
+            higher_better=first["higher_better"],
+            key=first["key"],
+            size=size,
+            target=first["target"],
+            problems=sorted({p for r in rows for p in r["problems"]}),
+            bound=first["bound"],
+            worst=first["worst"],
+        )
+        own = "groundwork" if first["bound"] is not None else "ratio"
+        values = [r[own] for r in rows if r[own] is not None]
+        row.update(rounds=len(rows), spread=(min(values), max(values)) if values else None, spread_of=own)
+        merged.append(row)
+    return merged
 
 
 def _present_problems(r: dict[str, Any] | None, expected: int | None = None) -> list[str]:
@@ -644,6 +856,39 @@ def compare(
                     problems=_present_problems(o),
                 )
             )
+        elif name == "W6" and o is not None:
+            rows.append(
+                _row(
+                    "W6 crash loss",
+                    o,
+                    None,
+                    higher_better=False,
+                    key="seconds",
+                    size=f"{o.get('trials', '-')} kills",
+                    target=None,
+                    problems=list(o.get("problems", [])),
+                    bound=w.crash_bound_s,
+                    worst=True,
+                )
+            )
+        elif name == "W7":
+            n = f"{(o or {}).get('processes', '-')} / {(p or {}).get('processes', '-')} procs"
+            rows.append(
+                _row("W7 start_run", o, p, higher_better=False, key="ms", size=n, target=None, problems=[],
+                     bound=w.start_bound_ms)
+            )
+            # Information: until the run's row is durable (MLflow's start_run returns then), with the
+            # imports a fresh process pays first, and our first process, whose packages cache was empty.
+            durable = {"ms": o["durable_ms"]} if o and o.get("ok") else None
+            rows.append(_row("W7 until durable", durable, p, higher_better=False, key="ms", size=n, target=None,
+                             problems=[]))
+            total_o = {"ms": o["total_ms"]} if o and o.get("ok") else None
+            total_p = {"ms": p["total_ms"]} if p and p.get("ok") else None
+            rows.append(_row("W7 import + start_run", total_o, total_p, higher_better=False, key="ms", size=n,
+                             target=None, problems=[]))
+            cold = {"ms": o["cold_ms"]} if o and o.get("ok") else None
+            rows.append(_row("W7 cold packages cache", cold, None, higher_better=False, key="ms",
+                             size="1 proc", target=None, problems=[]))
     return rows
 
 
@@ -652,8 +897,30 @@ def _fmt(v: float | None, unit: str) -> str:
         return "-"
     if unit == "ms":
         return f"{v:,.2f} ms" if v < 100 else f"{v:,.0f} ms"
+    if unit == "s":
+        return f"{v:.3f} s"
     unit = unit.replace("points", "pts")
     return f"{v:,.0f} {unit}" if v >= 100 else f"{v:,.1f} {unit}"
+
+
+def _ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x")
+
+
+def _target(r: dict[str, Any]) -> str:
+    if r.get("bound") is not None:
+        return "<=" + _fmt(r["bound"], r["unit"]).replace(".000 s", " s").replace(".00 ms", " ms")
+    return "-" if r["target"] is None else f">={r['target']:,.0f}x"
+
+
+def _spread(r: dict[str, Any]) -> str:
+    """The lowest and highest of the rounds: our value for bound rows, the ratio for the others."""
+    if not r.get("spread"):
+        return "-"
+    low, high = r["spread"]
+    if r.get("spread_of") == "groundwork":
+        return f"{_fmt(low, r['unit'])} - {_fmt(high, r['unit'])}"
+    return f"{_ratio(low)} - {_ratio(high)}"
 
 
 def print_table(rows: list[dict[str, Any]], peer: dict[str, dict[str, Any]], meta: dict[str, Any]) -> None:
@@ -669,7 +936,8 @@ def print_table(rows: list[dict[str, Any]], peer: dict[str, dict[str, Any]], met
     table = Table(title=title)
     table.add_column("workload", no_wrap=True)
     table.add_column("n (ours / MLflow)", justify="right", no_wrap=True)
-    for col in ("groundwork", "MLflow", "ratio", "target"):
+    rounds = max((r.get("rounds", 1) for r in rows), default=1)
+    for col in ("groundwork", "MLflow", "ratio", f"spread ({rounds} rounds)" if rounds > 1 else "spread", "target"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     errors = {
@@ -685,14 +953,14 @@ def print_table(rows: list[dict[str, Any]], peer: dict[str, dict[str, Any]], met
                 ours_cell += f", {errors['ours']} err"
             if "peer" in errors:
                 peer_cell += f", {errors['peer']} err"
-        ratio = r["ratio"]
         table.add_row(
             r["workload"],
             r["size"],
             ours_cell,
             peer_cell,
-            "-" if ratio is None else (f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"),
-            "-" if r["target"] is None else f">={r['target']:,.0f}x",
+            _ratio(r["ratio"]),
+            _spread(r),
+            _target(r),
             f"[{style}]{r['verdict']}[/{style}]",
         )
     console.print(table)
@@ -739,6 +1007,12 @@ def main(argv: list[str] | None = None) -> int:
         help="MLflow W3 search on a full-size store: build it once and cache it under "
         ".bench/cache (default), use it only if cached (--quick), or skip",
     )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every workload this many rounds, the two sides interleaved; report medians and spread",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the stores under .bench/work/")
     ap.add_argument("--output", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
     ap.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
@@ -750,6 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown workload(s) {bad}; choose from {', '.join(ALL)}")
     if args.skip_ours and args.skip_peer:
         ap.error("--skip-ours and --skip-peer leave nothing to measure")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
     peer_scale = args.peer_scale if args.peer_scale is not None else (0.02 if args.quick else 0.05)
     full_store = args.peer_full_store or ("cached" if args.quick else "build")
@@ -769,41 +1045,61 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = BENCH_DIR / "work" / f"tracking-{stamp}-{os.getpid()}"
-    ours: dict[str, dict[str, Any]] = {}
-    peer: dict[str, dict[str, Any]] = {}
+    rounds: list[tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = []
     t_all = time.perf_counter()
     load_before = os.getloadavg()
     try:
-        for name in only:
-            s = peer_scale if name in PEER_SCALED else 1.0
-            if not args.skip_ours:
-                kw: dict[str, Any] = {}
-                if name == "W3":  # search our store at MLflow's scaled size too
-                    kw["search_at"] = (scaled(w.runs, s, 20), w.runs)
-                ours[name] = run_ours(name, w, scale, work / "groundwork" / name, **kw)
-            if python is not None:
-                extra = (
-                    ["--full-store", full_store, "--cache-dir", str(SEARCH_STORE_CACHE)]
-                    if name == "W3"
-                    else []
-                )
-                peer[name] = run_peer(python, name, w, s, work / "mlflow" / name, extra)
-                if name == "W1" and not args.no_peer_async:
-                    peer["W1 async"] = run_peer(
-                        python,
-                        name,
-                        w,
-                        s,
-                        work / "mlflow" / "W1-async",
-                        ["--async-logging"],
-                        label="W1 (async logging)",
+        for round_no in range(args.repeat):
+            ours: dict[str, dict[str, Any]] = {}
+            peer: dict[str, dict[str, Any]] = {}
+            here = work / f"round-{round_no}" if args.repeat > 1 else work
+            if args.repeat > 1:
+                _say(f"-- round {round_no + 1} of {args.repeat}")
+            for name in only:
+                s = peer_scale if name in PEER_SCALED else 1.0
+
+                def measure_ours(name: str = name, s: float = s, here: Path = here, ours: Any = ours) -> None:
+                    kw: dict[str, Any] = {}
+                    if name == "W3":  # search our store at MLflow's scaled size too
+                        kw["search_at"] = (scaled(w.runs, s, 20), w.runs)
+                    ours[name] = run_ours(name, w, scale, here / "groundwork" / name, **kw)
+
+                def measure_peer(name: str = name, s: float = s, here: Path = here, peer: Any = peer) -> None:
+                    assert python is not None
+                    extra = (
+                        ["--full-store", full_store, "--cache-dir", str(SEARCH_STORE_CACHE)]
+                        if name == "W3"
+                        else []
                     )
+                    peer[name] = run_peer(python, name, w, s, here / "mlflow" / name, extra)
+                    if name == "W1" and not args.no_peer_async:
+                        peer["W1 async"] = run_peer(
+                            python,
+                            name,
+                            w,
+                            s,
+                            here / "mlflow" / "W1-async",
+                            ["--async-logging"],
+                            label="W1 (async logging)",
+                        )
+
+                sides = []
+                if not args.skip_ours:
+                    sides.append(measure_ours)
+                if python is not None and name not in OURS_ONLY:
+                    sides.append(measure_peer)
+                if round_no % 2:  # interleaved: alternate who goes first, so drift hits both sides alike
+                    sides.reverse()
+                for measure in sides:
+                    measure()
+            rounds.append((ours, peer))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
+    ours, peer = rounds[-1]
     versions = peer_versions("mlflow") if python is not None else {}
-    rows = compare(w, ours, peer)
+    rows = merge_rounds([compare(w, o, p) for o, p in rounds])
     meta = {
         "groundwork": gw_version,
         "mlflow": versions.get("mlflow"),
@@ -811,7 +1107,13 @@ def main(argv: list[str] | None = None) -> int:
         "note": (
             f"groundwork at scale {scale:g}, MLflow's W1/W3-create/W5 at scale {peer_scale:g} "
             f"(W2, W4 full size); rates are compared. Search and read: median of {w.repeats} after a "
-            f"warm-up. Raw numbers: {args.output}"
+            f"warm-up."
+            + (
+                f" {args.repeat} interleaved rounds: medians (W6: the worst), spread = lowest - highest round."
+                if args.repeat > 1
+                else ""
+            )
+            + f" Raw numbers: {args.output}"
         ),
     }
     report = {
@@ -840,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
         "comparison": rows,
         "groundwork": ours,
         "mlflow": peer,
+        "rounds": [{"groundwork": o, "mlflow": p} for o, p in rounds],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_name(args.output.name + ".tmp")

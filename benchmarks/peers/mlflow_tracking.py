@@ -1,4 +1,4 @@
-"""MLflow's side of the tracking benchmark (W1..W5). Runs INSIDE the MLflow peer venv.
+"""MLflow's side of the tracking benchmark (W1..W5, W7). Runs INSIDE the MLflow peer venv.
 
 Standalone: imports only the standard library at module level and MLflow inside the
 workload functions, so ``benchmarks/tracking.py`` (groundwork's venv, no MLflow) can import
@@ -395,7 +395,88 @@ def w5(args: argparse.Namespace, uri: str) -> dict[str, object]:
     }
 
 
-WORKLOAD_FNS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
+# W7: start time in fresh processes. The helpers are shared with benchmarks/tracking.py.
+def make_small_repo(path: Path) -> None:
+    """A small git repository with one commit and one uncommitted change: a sweep's project folder.
+
+    Both sides start their runs in one, so both pay for reading the code version. Without
+    git the folder stays a plain one (the JSON says which).
+    """
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "train.py").write_text("lr = 0.01\nprint(lr)\n")
+    (path / "README.md").write_text("a project\n")
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    if shutil.which("git") is None:
+        return
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "first"]):
+        subprocess.run(["git", *cmd], cwd=path, env=env, check=True, capture_output=True)
+    (path / "train.py").write_text("lr = 0.02\nprint(lr)\n")
+
+
+def fresh_processes(cmd: list[str], cwd: Path, env: dict[str, str], count: int) -> list[dict[str, object]]:
+    """Run ``cmd`` ``count`` times, one after the other, each a fresh interpreter; the JSON each prints last."""
+    import subprocess
+
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        wall = time.perf_counter() - t0
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"{cmd[:2]} exited {done.returncode}: {done.stderr[-2000:]}")
+        result = json.loads(lines[-1])
+        result["process_ms"] = wall * 1000.0  # interpreter start to exit, seen from outside
+        out.append(result)
+    return out
+
+
+_MLFLOW_START_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+t1 = time.perf_counter()
+run = mlflow.start_run(run_name="bench-w7")
+t2 = time.perf_counter()
+mlflow.end_run()
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "start_ms": (t2 - t1) * 1000, "run_id": run.info.run_id}))
+"""
+
+
+def w7(args: argparse.Namespace, uri: str) -> dict[str, object]:
+    """``start-trials`` fresh processes, each: ``import mlflow``, then its first ``mlflow.start_run()``.
+
+    In a small git repository (MLflow reads the commit for its source tags). The store
+    exists before; ``start_run`` returns once the run's row is committed."""
+    _init_store(uri)
+    project = Path(args.workdir) / "project"
+    make_small_repo(project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    count = scaled(args.start_trials, args.scale, 3)
+    rows = fresh_processes([sys.executable, "-c", _MLFLOW_START_CHILD, uri], project, env, count)
+    starts = [float(r["start_ms"]) for r in rows]
+    totals = [float(r["import_ms"]) + float(r["start_ms"]) for r in rows]
+    return {
+        "processes": count,
+        "ms": statistics.median(starts),
+        "times_ms": starts,
+        "import_ms": statistics.median(float(r["import_ms"]) for r in rows),
+        "total_ms": statistics.median(totals),
+        "process_ms": statistics.median(float(r["process_ms"]) for r in rows),
+        "git": (project / ".git").exists(),
+        "unit": "ms",
+    }
+
+
+WORKLOAD_FNS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points-per-proc", type=int, default=2_000, help="W5 points per process")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats for W3 search/W4 (median)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start-trials", type=int, default=10, help="W7 fresh processes")
     ap.add_argument(
         "--async-logging",
         action="store_true",
