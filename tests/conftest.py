@@ -22,11 +22,12 @@ from _servers import ServerUnavailable, create_bucket, moto_server, postgres_ser
 
 # --- isolation -----------------------------------------------------------------------
 @pytest.fixture(autouse=True)
-def _isolate_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's GROUNDWORK_* settings."""
+def _isolate_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's GROUNDWORK_* settings, nor writes to their cache folder."""
     for name in list(os.environ):
         if name.startswith("GROUNDWORK_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("GROUNDWORK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "groundwork-cache"))
 
 
 # --- PostgreSQL ----------------------------------------------------------------------
