@@ -464,23 +464,29 @@ def attach_run(
     store: MetadataStore,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
 ) -> ActiveRun:
     """Log into an existing run that another process owns (``groundwork run``'s).
 
     The owner queues a new run's creation into its first flush (at most half a second
     away), so a child started right after ``start_run`` may look before the row exists:
-    wait for it a few seconds before calling the id unknown.
+    wait for it a few seconds before calling the id unknown. A caller that knows the run
+    is written (its owner said so) passes its ``name``, and no look-up is made.
     """
-    deadline = time.monotonic() + _ATTACH_WAIT_S
-    while True:
-        try:
-            row = store.get_run(run_id)
-            break
-        except RunNotFound:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
-    run = ActiveRun(row.id, row.name, config, store, owned=False)
+    if name is not None:
+        run = ActiveRun(run_id, name, config, store, owned=False)
+    else:
+        deadline = time.monotonic() + _ATTACH_WAIT_S
+        while True:
+            try:
+                row = store.get_run(run_id)
+                break
+            except RunNotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+        run = ActiveRun(row.id, row.name, config, store, owned=False)
     run.log_params(dict(params or {}))
     run.set_tags(dict(tags or {}))
     with _active_lock:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from groundwork.config import Config
 from groundwork.core.sweeps.trial import TrialOutcome, TrialTask, execute_trial
 from groundwork.errors import InvalidInput
+from groundwork.storage.metadata import _pid_alive as _alive  # a zombie counts as gone
 
 EXECUTORS = ("local", "ray")
 #: How often a local worker checks that the sweep's process is alive.
@@ -33,20 +34,6 @@ class TrialExecutor(Protocol):
     def submit(self, task: TrialTask) -> Future[TrialOutcome]: ...
 
     def shutdown(self) -> None: ...
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _watch(driver: int) -> None:

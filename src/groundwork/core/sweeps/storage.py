@@ -38,7 +38,7 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,10 @@ class GroundworkStorage(BaseStorage):
         self._next_study = itertools.count()
         self._next_trial = itertools.count()
         self._reasons: dict[int, str] = {}
+        #: Hold trials' ends and new runs back until :meth:`commit` (the sweep driver batches them).
+        self.batch_writes = False
+        self._pending_ends: list[Callable[[], None]] = []
+        self._unwritten: list[ActiveRun] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config}
@@ -333,7 +337,10 @@ class GroundworkStorage(BaseStorage):
                 command=study.trial_command,
                 config=self.config,
             )
-            run.flush()  # a worker may attach to it at once
+            if self.batch_writes:
+                self._unwritten.append(run)  # written by the next commit(), before any worker sees it
+            else:
+                run.flush()  # a worker may attach to it at once
             trial.run_id, trial.run = run.id, run
             self._trial_ids[run.id] = trial_id
             return run.id
@@ -394,14 +401,36 @@ class GroundworkStorage(BaseStorage):
             handle = ActiveRun(trial.run_id, f"trial-{trial.frozen.number}", self.config,
                                metadata_store_for(self.config), owned=True)
         if values is not None:
-            handle.set_tags({TAG_VALUES: _json([float(v) for v in values])})
-            finite = [v for v in values if math.isfinite(v)]
-            if finite and not trial.frozen.intermediate_values:
-                handle.log({study.metric: finite[0]}, step=0)
+            # One value is the metric: logged as its only point, or already its last point
+            # (a pruned trial's, a command's). Anything else is kept exactly in a tag.
+            steps = trial.frozen.intermediate_values
+            last = steps[max(steps)] if steps else None
+            if len(values) == 1 and not steps and math.isfinite(values[0]):
+                handle.log({study.metric: float(values[0])}, step=0)
+            elif not (len(values) == 1 and last == values[0]):
+                handle.set_tags({TAG_VALUES: _json([float(v) for v in values])})
         reason = error or self._reasons.pop(trial.frozen._trial_id, None)
         status = "crashed" if reason and reason.startswith(INTERRUPTED) else _STATE_TO_STATUS.get(state, "failed")
-        handle.end(status, error=reason)
         trial.run = None
+        if self.batch_writes:
+            self._pending_ends.append(lambda: handle.end(status, error=reason))
+        else:
+            handle.end(status, error=reason)
+
+    def commit(self) -> None:
+        """Write what :attr:`batch_writes` held back: trials' ends, and the runs created since.
+
+        The first end's transaction carries every run created before it (the writer
+        writes buffered creations with the next flush), so a sweep that ends one trial and
+        starts the next pays one transaction for both.
+        """
+        with self._lock:
+            ends, self._pending_ends = self._pending_ends, []
+            unwritten, self._unwritten = self._unwritten, []
+        for end in ends:
+            end()
+        if not ends and unwritten:
+            unwritten[-1].flush()
 
     def end_trial(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None, *, error: str | None = None
@@ -569,7 +598,7 @@ class GroundworkStorage(BaseStorage):
         values: list[float] | None = None
         if TAG_VALUES in tags:
             values = [float(v) for v in _unjson(tags[TAG_VALUES])]
-        elif state == TrialState.COMPLETE and study.metric in run.metrics:
+        elif state in (TrialState.COMPLETE, TrialState.PRUNED) and study.metric in run.metrics:
             values = [run.metrics[study.metric]]
         if state == TrialState.COMPLETE and values is None:
             state = TrialState.FAIL  # finished without a value: not a result the sampler may use

@@ -310,6 +310,7 @@ class _Driver:
         counted = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not self._crashed(t)]
         remaining = self.settings.trials - len(counted)
         self.best: float | None = None
+        self.logged_best: float | None = None
         for t in counted:
             if t.state == TrialState.COMPLETE:
                 self._note_best(t.value)
@@ -365,6 +366,8 @@ class _Driver:
 
         inline = self.settings.parallel == 1 and self.settings.executor == "local"
         executor = None if inline else self._executor()
+        # Out of process, a trial's end and the next trial's creation share one transaction.
+        self.storage.batch_writes = executor is not None
         pending: dict[Future[Any], Any] = {}
         started = 0
         self.remaining = remaining
@@ -377,7 +380,9 @@ class _Driver:
                     if executor is None:
                         self._finish(trial, self._inline(trial))
                         break
-                    pending[executor.submit(self._task(trial))] = trial
+                    task = self._task(trial)
+                    self.storage.commit()  # the trial's run (and the last one's end) are written
+                    pending[executor.submit(task)] = trial
                 if not pending:
                     if started >= self.remaining:
                         break
@@ -387,6 +392,8 @@ class _Driver:
                     trial = pending.pop(future)
                     self._finish(trial, self._outcome(future))
         except BaseException:
+            self.storage.commit()
+            self.storage.batch_writes = False
             reason = "interrupted (the sweep stopped)"
             for future, trial in pending.items():
                 future.cancel()
@@ -394,6 +401,8 @@ class _Driver:
                     self.storage.end_trial(trial._trial_id, TrialState.FAIL, error=reason)
             raise
         finally:
+            self.storage.commit()
+            self.storage.batch_writes = False
             if executor is not None:
                 executor.shutdown()
 
@@ -424,6 +433,7 @@ class _Driver:
             number=frozen.number, params=dict(frozen.params),
             distributions={k: distribution_to_json(d) for k, d in frozen.distributions.items()},
             metric=self.settings.metric, objective=self._objective_blob, pruner=self._pruner_blob,
+            run_name=f"{self.sweep_run.name}-trial-{frozen.number}",
         )
 
     def _outcome(self, future: Future[Any]) -> Any:
@@ -498,8 +508,11 @@ class _Driver:
             self.remaining += 1
         else:
             self.done += 1
-        if self.best is not None:
+        if self.best is not None and self.best != self.logged_best:
+            # The best so far, at the trial count it was reached (a point only when it improves:
+            # a write per trial would double the sweep's own cost on cheap objectives).
             self.sweep_run.log({"best_" + self.settings.metric: self.best}, step=self.done)
+            self.logged_best = self.best
         if self.best is None and len(self.failures) >= min(FAIL_FAST, self.settings.trials):
             run_id = self.storage.trial_run_id(trial_id) or ""
             first = self.failures[0].splitlines()[0]

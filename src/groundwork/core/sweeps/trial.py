@@ -39,6 +39,7 @@ class TrialTask:
     metric: str
     objective: bytes  # cloudpickle of the objective
     pruner: bytes | None = None  # cloudpickle of the Optuna pruner, or None
+    run_name: str = "trial"
 
 
 @dataclass
@@ -183,7 +184,8 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
         objective = _load(task.objective)
     except Exception as exc:
         return TrialOutcome(FAILED, error=f"could not load the objective in the worker: {type(exc).__name__}: {exc}")
-    run = attach_run(task.run_id, task.config, metadata_store_for(task.config))
+    # The driver wrote the trial's run before handing it out: attach without looking it up.
+    run = attach_run(task.run_id, task.config, metadata_store_for(task.config), name=task.run_name)
     pruning = _WorkerPruning(task, run) if task.pruner is not None else None
     context = TrialContext(run, task.metric, pruning, task.params)
     try:
