@@ -54,6 +54,12 @@ def test_a_command_sweep_records_each_trial_as_a_run_of_the_command(workspace: C
     assert [p.step for p in trial.history("val_acc")] == list(range(6))
     assert '"val_acc"' in trial.logs("stdout")
 
+    # Any trial reproduces like any run: the same command, its params, the same metric.
+    again = cli(workspace, "reproduce", trial.id[:12], cwd=project)
+    assert again.returncode == 0, again.stderr
+    (rerun,) = gw.runs(filter=f"tags.reproduces = '{trial.id}'", config=workspace)
+    assert rerun.status == "finished" and rerun.metrics["val_acc"] == trial.metrics["val_acc"]
+
     shown = cli(workspace, "sweep", "show", info["id"][:10])
     assert shown.returncode == 0, shown.stderr
     assert f"best: trial {info['best']['number']}" in shown.stdout
