@@ -81,7 +81,7 @@ def child(contender: str, size: int, work: Path) -> dict[str, Any]:
 
         from groundwork.engines.optimize.sources import resolve_registry_reference
 
-        net = resolve_registry_reference(refs["fp32"], _config(work)).module.eval()
+        net = resolve_registry_reference(refs["fp32"], _config(work)).module  # an exported program: inference-only
         torch.set_num_threads(os.cpu_count() or 1)
         t0 = time.perf_counter()
         x = torch.from_numpy(np.load(image))[None]
