@@ -150,3 +150,10 @@ class ExecutionError(GroundworkError):
 class AuthError(GroundworkError):
     headline = "Not authorized"
     http_status = 401
+
+
+class Forbidden(GroundworkError):
+    """A request this server refuses to answer: a foreign ``Host``, a write without the token or from another site."""
+
+    headline = "Forbidden"
+    http_status = 403

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _clients import local_client  # noqa: E402
 from _ui_store import Recorded, populate  # noqa: E402
 
 from groundwork.config import Config  # noqa: E402
@@ -34,7 +35,7 @@ def client(recorded_store: tuple[Config, Recorded]) -> Iterator[TestClient]:
     """The app over the shared store (read-only tests)."""
     from groundwork.server.app import create_app
 
-    with TestClient(create_app(recorded_store[0]), raise_server_exceptions=False) as test_client:
+    with local_client(create_app(recorded_store[0])) as test_client:
         yield test_client
 
 
@@ -43,5 +44,5 @@ def fresh_client(workspace: Config) -> Iterator[TestClient]:
     """The app over an empty store of this test's own (for tests that write)."""
     from groundwork.server.app import create_app
 
-    with TestClient(create_app(workspace), raise_server_exceptions=False) as test_client:
+    with local_client(create_app(workspace)) as test_client:
         yield test_client

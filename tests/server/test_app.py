@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 from _api_asserts import assert_error
+from _clients import local_client
 from starlette.testclient import TestClient
 
 from groundwork.config import Config
@@ -58,7 +59,7 @@ def test_internal_errors_are_500_json_without_a_traceback(recorded_store: tuple[
     def boom() -> None:
         raise RuntimeError("secret detail")
 
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with local_client(app) as test_client:
         response = test_client.get("/api/v1/boom")
     body = assert_error(response, 500, "RuntimeError")
     assert "secret detail" not in response.text and "Traceback" not in response.text

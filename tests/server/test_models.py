@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from _api_asserts import assert_error
+from _clients import LOCAL_URL, local_client
 from _ui_store import _register
 from starlette.testclient import TestClient
 
@@ -21,7 +22,7 @@ def registry_client(workspace: Config, tmp_path: object) -> Iterator[TestClient]
     from groundwork.server.app import create_app
 
     _register(workspace, Path(str(tmp_path)))
-    with TestClient(create_app(workspace), raise_server_exceptions=False) as test_client:
+    with local_client(create_app(workspace)) as test_client:
         yield test_client
 
 
@@ -54,6 +55,9 @@ def test_promote_mistakes_are_4xx(registry_client: TestClient) -> None:
     assert_error(registry_client.post("/api/v1/models/digits/aliases/bad alias!", json={"version": 1}), 400, "alias")
     assert_error(registry_client.post("/api/v1/models/digits/aliases/production", json={"version": "x"}), 400, "version")
     assert_error(registry_client.post("/api/v1/models/digits/aliases/production", json={}), 400, "version", "required")
+    for huge in (99999999999999999999999, 2**63, 2**31):  # beyond any store's integer: a 400, not an OverflowError 500
+        assert_error(registry_client.post("/api/v1/models/digits/aliases/production", json={"version": huge}), 400, "version")
+    assert_error(registry_client.post("/api/v1/models/digits/aliases/production", json={"version": 2**31 - 1}), 404, "no version")
     assert_error(registry_client.post("/api/v1/models/digits/aliases/production", content=b"{nope", headers={"content-type": "application/json"}), 400)
     assert_error(registry_client.get("/api/v1/models/nope"), 404, "nope")
 
@@ -66,6 +70,6 @@ def test_writes_from_other_sites_are_refused(registry_client: TestClient) -> Non
                                  headers={"origin": "http://evil.example"})
     assert_error(cross, 403, "cross-origin")
     same = registry_client.post("/api/v1/models/digits/aliases/production", json={"version": 2},
-                                headers={"origin": "http://testserver"})
+                                headers={"origin": LOCAL_URL})
     assert same.status_code == 200
     assert registry_client.get("/api/v1/models").json()["models"][0]["aliases"] == {"production": 2}

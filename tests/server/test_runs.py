@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _api_asserts import assert_error
+from _clients import local_client
 from _ui_store import Recorded
 from starlette.testclient import TestClient
 
@@ -158,7 +159,7 @@ def sortable(store_url: str, tmp_path: Path) -> Iterator[tuple[Config, TestClien
         with start_run(name=f"s{i:02d}", params=params, config=config, capture_code=False) as run:
             if score is not None:
                 run.log({"score": score}, step=0)
-    with TestClient(create_app(config, ui=False)) as test_client:
+    with local_client(create_app(config, ui=False)) as test_client:
         yield config, test_client
 
 

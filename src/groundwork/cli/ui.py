@@ -58,18 +58,27 @@ def ui_command(
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Browse, filter and compare runs, charts, lineage, models and pipelines in the browser."""
+    """Browse, filter and compare runs, charts, lineage, models and pipelines in the browser.
+
+    The store must exist: a viewer never creates one. Only requests addressed to this
+    machine's loopback names or to --host are answered, and writes need the token
+    printed at start (the UI's own pages carry it).
+    """
     import uvicorn
 
     from groundwork.server.app import create_app
+    from groundwork.server.security import TOKEN_HEADER
+    from groundwork.storage.metadata import open_metadata_store
 
     config = make_config(store, artifacts)
-    application = create_app(config)
-    metadata = application.state.groundwork.store  # opened (and migrated) now: a bad URL fails here, not on first request
+    # Opened (and migrated) now, never created: a bad URL or a missing store fails here, not on first request.
+    metadata = open_metadata_store(config.store_url, create=False)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
+    application = create_app(config, hosts=[host], port=bound_port)
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     console.print(f"groundwork UI at [bold]http://{shown_host}:{bound_port}[/]  (store: {metadata.display_url}; Ctrl-C stops)", highlight=False)
+    console.print(f"API writes from scripts need the header {TOKEN_HEADER}: {application.state.guard.token}", highlight=False)
     if not _is_loopback(host):
         err_console.print(
             f"[yellow]Warning:[/] listening on {host}: anyone who can reach this machine can read every run and move model aliases.",

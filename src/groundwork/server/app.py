@@ -1,7 +1,12 @@
 """The ASGI app: the JSON API under ``/api/v1``, the web UI around it, one error shape.
 
     from groundwork.server.app import create_app
-    app = create_app(Config.from_env())          # uvicorn.run(app, host="127.0.0.1", port=5000)
+    app = create_app(Config.from_env(), port=5000)   # uvicorn.run(app, host="127.0.0.1", port=5000)
+
+Who may call it: :class:`~groundwork.server.security.LocalGuard` answers a request whose
+``Host`` is not a loopback name or one of ``hosts`` (on ``port``) with a 403 before any
+handler runs, and a write without this process's token (``app.state.guard.token``,
+embedded in the UI's page) likewise.
 
 Errors: a :class:`~groundwork.errors.GroundworkError` is answered with its
 ``http_status`` and :func:`~groundwork.errors.error_body`; a malformed request
@@ -13,6 +18,7 @@ body says so, with the traceback in the server's log, never in the answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,9 +31,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from groundwork.config import Config
 from groundwork.errors import GroundworkError
 from groundwork.server import artifacts, lineage, metrics, models, pipelines, runs
+
 from groundwork.server import sweeps  # noqa: E402  isort: skip
 from groundwork.server.context import ServerContext
 from groundwork.server.responses import JSON, error_response, ok
+from groundwork.server.security import GuardMiddleware, LocalGuard
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("groundwork.server")
@@ -36,8 +44,14 @@ _HEADLINES = {400: "Invalid request", 401: "Not authorized", 403: "Forbidden", 4
               405: "Method not allowed", 413: "Payload too large", 415: "Unsupported media type"}
 
 
-def create_app(config: Config | None = None, *, ui: bool = True) -> FastAPI:
-    """The API (and, with ``ui``, the web UI) over the stores ``config`` names."""
+def create_app(
+    config: Config | None = None, *, ui: bool = True, hosts: Iterable[str] = (), port: int | None = None
+) -> FastAPI:
+    """The API (and, with ``ui``, the web UI) over the stores ``config`` names.
+
+    ``hosts`` are the names, besides the loopback ones, a request's ``Host`` may name, and
+    ``port`` the port it must name (``None``: any; pass the bound port when serving).
+    """
     from groundwork import __version__
 
     config = config or Config.from_env()
@@ -64,10 +78,13 @@ def create_app(config: Config | None = None, *, ui: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(_ApiGZip)
+    guard = LocalGuard(hosts, port)
+    app.state.guard = guard
+    app.add_middleware(GuardMiddleware, guard=guard)  # outermost: before routing, for reads too
     if ui:
         from groundwork.ui import ui_routes
 
-        app.router.routes.extend(ui_routes(API_PREFIX))
+        app.router.routes.extend(ui_routes(API_PREFIX, token=guard.token))
     return app
 
 

@@ -17,10 +17,14 @@ router = APIRouter(tags=["models"])
 Context = Annotated[ServerContext, Depends(get_context)]
 
 
+#: The largest version number a store can hold (PostgreSQL's INTEGER).
+MAX_VERSION = 2**31 - 1
+
+
 class PromoteBody(BaseModel):
     """Point an alias at a version; ``reason`` is kept in the alias history."""
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -65,10 +69,16 @@ def get_model(ctx: Context, name: str) -> JSON:
     )
 
 
+def _who(request: Request) -> str:
+    """Who asked, as the alias history records it: the UI and the client's address (no users yet)."""
+    client = request.client.host if request.client else "unknown"
+    return f"ui@{client}"
+
+
 @router.post("/models/{name}/aliases/{alias}", summary="Promote: point an alias at a version (recorded in history)")
 def promote(ctx: Context, request: Request, name: str, alias: str, body: PromoteBody) -> JSON:
     check_same_origin(request.headers, request.headers.get("host"))
-    move = registry.promote(name, body.version, alias, reason=body.reason, config=ctx.config)
+    move = registry.promote(name, body.version, alias, reason=body.reason, who=_who(request), config=ctx.config)
     return ok({"move": dataclasses.asdict(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
 
 
@@ -78,5 +88,6 @@ def remove_alias(ctx: Context, request: Request, name: str, alias: str, body: Re
         check_same_origin(request.headers, request.headers.get("host"))
     elif request.headers.get("origin"):
         check_same_origin({"content-type": "application/json", **request.headers}, request.headers.get("host"))
-    previous = registry.remove_alias(name, alias, reason=body.reason if body else None, config=ctx.config)
+    previous = registry.remove_alias(name, alias, reason=body.reason if body else None, who=_who(request),
+                                     config=ctx.config)
     return ok({"removed": alias, "was": previous, "aliases": registry.registry_store(ctx.config).aliases(name)})

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from groundwork.errors import GroundworkError, InvalidFilter, InvalidInput, error_body
+from groundwork.errors import Forbidden, GroundworkError, InvalidFilter, InvalidInput, error_body
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -68,13 +68,6 @@ def split_list(values: list[str] | None, *, name: str, limit: int, commas: bool 
         raise InvalidInput(f"too many values for '{name}' ({len(out)}; at most {limit})")
     seen: dict[str, None] = dict.fromkeys(out)
     return list(seen)
-
-
-class Forbidden(GroundworkError):
-    """A write that did not come from this server's own pages (see :func:`check_same_origin`)."""
-
-    headline = "Forbidden"
-    http_status = 403
 
 
 def check_same_origin(headers: Mapping[str, str], own_host: str | None) -> None:

@@ -121,7 +121,7 @@ def _float_or_nan(value: float | None) -> float:
 class MetadataStore:
     """Rows about runs, in SQLite or PostgreSQL. Thread-safe; one per process and URL is plenty."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = normalize_store_url(url)
         try:
             sa_url = make_url(self.url)
@@ -139,7 +139,7 @@ class MetadataStore:
         self.dialect = backend
         self._sqlite_path: Path | None = None
         if backend == "sqlite":
-            self._engine, self._read_engine = self._sqlite_engines(sa_url.database or "")
+            self._engine, self._read_engine = self._sqlite_engines(sa_url.database or "", create)
         else:
             try:
                 self._engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -151,13 +151,18 @@ class MetadataStore:
         self._migrate()
 
     # -- opening -----------------------------------------------------------
-    def _sqlite_engines(self, database: str) -> tuple[Engine, Engine]:
+    def _sqlite_engines(self, database: str, create: bool) -> tuple[Engine, Engine]:
         if database in ("", ":memory:"):
             raise UnsupportedURL(
                 "an in-memory SQLite store cannot be shared between threads and processes",
                 hint="use a file: sqlite:///path/meta.db",
             )
         path = Path(database).expanduser()
+        if not create and not path.is_file():
+            raise StoreError(
+                f"no metadata store at {path}",
+                hint="record a run first (groundwork run, or groundwork demo), or point --store at an existing store",
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             probe = path.parent / f".gw-write-probe-{os.getpid()}"
@@ -796,13 +801,17 @@ _stores: dict[tuple[int, str], MetadataStore] = {}
 _stores_lock = threading.Lock()
 
 
-def open_metadata_store(url: str) -> MetadataStore:
-    """The process-wide store for ``url`` (opened, and migrated, once)."""
+def open_metadata_store(url: str, *, create: bool = True) -> MetadataStore:
+    """The process-wide store for ``url`` (opened, and migrated, once).
+
+    With ``create=False`` a SQLite store must exist already (:class:`StoreError` otherwise):
+    viewers such as ``groundwork ui`` never make a store, nor its folder.
+    """
     key = (os.getpid(), normalize_store_url(url))
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = MetadataStore(url)
+            store = MetadataStore(url, create=create)
             _stores[key] = store
         return store
 

@@ -5,23 +5,27 @@ No build step and no Node at the user's site: ``static/`` holds plain ES modules
 (``static/VENDORED.md``). :func:`ui_routes` serves them from memory, gzipped once,
 with ETags; versioned vendor files are cached by the browser for a year. Every
 other GET that is not under the API answers the app's ``index.html``, whose
-router (``js/app.js``) draws the page the path names.
+router (``js/app.js``) draws the page the path names. ``index.html`` carries the
+server's write token (``<meta name="groundwork-token">``, see
+:mod:`groundwork.server.security`); ``js/util.js`` sends it with every write.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import mimetypes
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 STATIC_DIR = Path(__file__).parent / "static"
+_TOKEN_META = b'<meta name="groundwork-token" content=""'
 _COMPRESSIBLE = (".js", ".css", ".html", ".svg", ".json", ".md", ".txt", ".map")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json",
@@ -62,14 +66,17 @@ class _Assets:
         path = (self.root / relative).resolve()
         if not path.is_relative_to(self.root) or not path.is_file():
             return None
-        body = path.read_bytes()
-        suffix = path.suffix.lower()
+        return self.put(relative, path.read_bytes())
+
+    def put(self, relative: str, body: bytes) -> _Asset:
+        """Serve ``body`` as the file ``relative`` (read from disk, or rendered)."""
+        suffix = PurePosixPath(relative).suffix.lower()
         gzipped = gzip.compress(body, compresslevel=9, mtime=0) if suffix in _COMPRESSIBLE and len(body) > 1024 else None
         asset = _Asset(
             body=body,
             gzipped=gzipped,
             etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
-            media_type=_TYPES.get(suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            media_type=_TYPES.get(suffix) or mimetypes.guess_type(relative)[0] or "application/octet-stream",
             immutable=relative.startswith("vendor/"),
         )
         with self._lock:
@@ -93,9 +100,13 @@ class _Assets:
         return Response(body, media_type=asset.media_type, headers=headers)
 
 
-def ui_routes(api_prefix: str = "/api/v1") -> list[BaseRoute]:
-    """Routes serving ``/static/...`` and the app's ``index.html`` for every page path."""
+def ui_routes(api_prefix: str = "/api/v1", *, token: str = "") -> list[BaseRoute]:
+    """Routes serving ``/static/...`` and the app's ``index.html`` (carrying ``token``) for every page path."""
     assets = _Assets(STATIC_DIR)
+    index = (STATIC_DIR / "index.html").read_bytes()
+    if _TOKEN_META not in index:
+        raise RuntimeError(f"index.html lacks {_TOKEN_META!r}")  # a broken package, not a user's mistake
+    assets.put("index.html", index.replace(_TOKEN_META, _TOKEN_META[:-1] + html.escape(token).encode() + b'"'))
     api_root = "/" + api_prefix.strip("/").split("/")[0]  # "/api"
 
     async def static(request: Request) -> Response:

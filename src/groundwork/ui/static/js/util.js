@@ -48,7 +48,13 @@ export class ApiError extends Error {
   }
 }
 
-/** GET (or send) JSON; throws ApiError carrying the canonical error body. */
+/** This server's write token, from the page it served (a write without it is refused). */
+function writeToken() {
+  const meta = document.querySelector('meta[name="groundwork-token"]');
+  return meta ? meta.getAttribute("content") || "" : "";
+}
+
+/** GET (or send) JSON; throws ApiError carrying the canonical error body. Writes carry the token. */
 export async function api(path, params, options) {
   const url = new URL(API + path, location.origin);
   if (params) {
@@ -59,6 +65,8 @@ export async function api(path, params, options) {
     }
   }
   const init = { headers: { Accept: "application/json" }, ...(options || {}) };
+  const method = (init.method || "GET").toUpperCase();
+  if (method !== "GET" && method !== "HEAD") init.headers["X-Groundwork-Token"] = writeToken();
   if (init.json !== undefined) {
     init.body = JSON.stringify(init.json);
     init.headers["Content-Type"] = "application/json";

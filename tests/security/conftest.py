@@ -1,0 +1,10 @@
+"""Security probes: the helpers of ``tests/server`` (a recorded store) and ``_ui_process`` are importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "server"))
