@@ -115,6 +115,37 @@ def test_corrupted_artifact_blob(workspace: Config, tmp_path: Path) -> None:
     assert not (tmp_path / "restored.bin").exists()
 
 
+def test_artifacts_get_refuses_an_existing_destination_unless_force(workspace: Config, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.txt").write_text("v1\n")
+    (tmp_path / "model" / "extra.txt").write_text("from v1 only\n")
+    (tmp_path / "weights.bin").write_bytes(b"new weights")
+    with gw.start_run(name="outputs", config=workspace) as run:
+        folder = run.log_artifact(tmp_path / "model", name="model")
+        file = run.log_artifact(tmp_path / "weights.bin", name="weights.bin")
+    (tmp_path / "model" / "w.txt").write_text("v2, mine\n")
+    (tmp_path / "model" / "extra.txt").unlink()
+    (tmp_path / "weights.bin").write_bytes(b"my own weights")
+    for ref, dest in (("outputs:model", tmp_path / "model"), ("outputs:weights.bin", tmp_path / "weights.bin")):
+        assert_one_clear_error(gw_cli("artifacts", "get", ref, str(dest), config=workspace), "already exists")
+    assert (tmp_path / "model" / "w.txt").read_text() == "v2, mine\n"
+    assert (tmp_path / "weights.bin").read_bytes() == b"my own weights"
+    assert "--force" in gw_cli("artifacts", "get", "--help").stdout
+    # A folder for a folder, a file for a file: replaced whole.
+    result = gw_cli("artifacts", "get", "outputs:model", str(tmp_path / "model"), "--force", config=workspace)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["extra.txt", "w.txt"]
+    assert (tmp_path / "model" / "w.txt").read_text() == "v1\n"
+    result = gw_cli("artifacts", "get", file.digest, str(tmp_path / "weights.bin"), "--force", config=workspace)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "weights.bin").read_bytes() == b"new weights"
+    # Never a folder over a file or the other way round.
+    assert_one_clear_error(gw_cli("artifacts", "get", folder.digest, str(tmp_path / "weights.bin"), "--force",
+                                  config=workspace), "is a file")
+    assert (tmp_path / "weights.bin").read_bytes() == b"new weights"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gw-tmp-")]
+
+
 def test_run_with_no_command(workspace: Config) -> None:
     assert_one_clear_error(gw_cli("run", "--name", "x", config=workspace), "no command given")
 

@@ -57,6 +57,11 @@ def snapshot(root: Path) -> dict[str, tuple[bytes | None, bool]]:
     return out
 
 
+def temporaries(folder: Path) -> list[str]:
+    """Temporary files or folders a write left in ``folder``."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".gw-tmp-")]
+
+
 def corrupt(store: ArtifactStore, key: str, data: bytes = b"evil bytes") -> None:
     """Overwrite stored bytes directly in the backend, under the artifact layer's feet."""
     store.blobs.put_bytes(key, data)
@@ -211,9 +216,50 @@ def test_corrupted_file_inside_a_directory_is_not_restored(store: ArtifactStore,
     dest = tmp_path / "restored"
     with pytest.raises(CorruptArtifact):
         store.restore(info.digest, dest)
-    assert not (dest / "weights" / "layer2.bin").exists()
-    leftovers = [p for p in dest.rglob("*") if p.name.startswith(".gw-tmp-")]
-    assert leftovers == []
+    assert not dest.exists()  # not half a folder: nothing
+    assert temporaries(tmp_path) == []
+
+
+def test_a_failed_restore_leaves_an_existing_folder_as_it_was(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    info = store.put_dir(tree)
+    corrupt(store, blob_key(hashlib.sha256(b"\x00" * 1000).hexdigest()))  # weights/layer2.bin, sorted after README.md
+    dest = tmp_path / "restored"
+    (dest / "weights").mkdir(parents=True)
+    (dest / "README.md").write_bytes(b"the user's own readme\n")
+    (dest / "notes.txt").write_bytes(b"mine\n")
+    before = snapshot(dest)
+    for replace in (False, True):
+        with pytest.raises(CorruptArtifact):
+            store.restore(info.digest, dest, replace=replace)
+        assert snapshot(dest) == before
+    assert temporaries(tmp_path) == []
+
+
+def test_restore_merges_into_a_folder_or_replaces_it(store: ArtifactStore, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree")
+    info = store.put_dir(tree)
+    dest = tmp_path / "restored"
+    dest.mkdir()
+    (dest / "README.md").write_bytes(b"old readme\n")
+    (dest / "notes.txt").write_bytes(b"mine\n")
+    store.restore(info.digest, dest)
+    assert snapshot(dest) == {**snapshot(tree), "notes.txt": (b"mine\n", False)}
+    store.restore(info.digest, dest, replace=True)
+    assert snapshot(dest) == snapshot(tree)
+    assert temporaries(tmp_path) == []
+
+
+def test_open_checked_verifies_every_byte_before_returning(store: ArtifactStore) -> None:
+    data = os.urandom(3 * MiB + 5)
+    info = store.put_bytes(data)
+    with store.open_checked(info.digest) as reader:
+        assert reader.read() == data
+    corrupt(store, blob_key(info.digest), data[:-1] + bytes([data[-1] ^ 1]))  # the last byte flipped
+    with pytest.raises(CorruptArtifact):
+        store.open_checked(info.digest)
+    with pytest.raises(ArtifactNotFound):
+        store.open_checked("0" * 64)
 
 
 def test_corrupted_manifest_is_reported(store: ArtifactStore, tmp_path: Path) -> None:

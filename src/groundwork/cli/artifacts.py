@@ -41,21 +41,33 @@ def list_command(
     console.print(table)
 
 
-@artifacts_app.command("get", epilog="Example:  groundwork artifacts get 3f9a2c:model.pt ./model.pt   (or a digest)")
+@artifacts_app.command(
+    "get",
+    epilog=(
+        "Example:  groundwork artifacts get 3f9a2c:model.pt ./model.pt   (or a digest)\n\n"
+        "Example:  groundwork artifacts get baseline:out ./out --force   (replace ./out)"
+    ),
+)
 def get_command(
     ref: Annotated[str, typer.Argument(metavar="REF", help="An artifact digest (or unique prefix), or RUN:NAME.")],
     dest: Annotated[Path, typer.Argument(help="Where to write the file or directory.")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace DEST if it exists (a file by a file, a folder by a folder).")] = False,
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Restore an artifact to DEST, verifying every byte against its digest."""
+    """Restore an artifact to DEST, verifying every byte against its digest.
+
+    DEST appears whole or not at all: a folder is restored beside it first and renamed
+    into place, so a corrupted artifact leaves nothing behind. An existing DEST is
+    refused unless --force, which replaces it once the new copy is complete.
+    """
     from groundwork.core.runs import get_run
     from groundwork.core.tracking import artifact_store_for, metadata_store_for
     from groundwork.errors import AmbiguousReference, ArtifactNotFound, InvalidInput
 
     config = make_config(store, artifacts)
-    if dest.exists():
-        raise InvalidInput(f"{dest} already exists", hint="choose a new path; nothing is overwritten")
+    if (dest.exists() or dest.is_symlink()) and not force:
+        raise InvalidInput(f"{dest} already exists", hint="choose a new path, or replace it with --force")
     if ":" in ref:
         run_ref, _, name = ref.partition(":")
         run = get_run(run_ref, config=config)
@@ -69,5 +81,12 @@ def get_command(
         if len(found) > 1:
             raise AmbiguousReference(f"artifact prefix {ref!r} matches several artifacts", hint="type more of the digest")
         digest = found[0] if found else ref.lower()
-    path = artifact_store_for(config).restore(digest, dest)
+    artifact_store = artifact_store_for(config)
+    if force and dest.exists():
+        is_dir = artifact_store.info(digest).is_dir
+        if is_dir != dest.is_dir():
+            what, there = ("folder", "file") if is_dir else ("file", "folder")
+            raise InvalidInput(f"{dest} is a {there}: --force replaces it only with a {there}, and this artifact is a {what}",
+                               hint="choose another path")
+    path = artifact_store.restore(digest, dest, replace=True)
     console.print(f"restored {digest[:16]} to {path}")

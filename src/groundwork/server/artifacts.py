@@ -1,6 +1,7 @@
 """``/api/v1/artifacts``: what a digest is, who used it, its bytes, and a preview.
 
-Bytes are served as stored (verified against their digest) but never as active
+Bytes are served as stored, verified against their digest before the first byte
+goes out (a corrupted artifact is a JSON 500, never a 200), but never as active
 content of this origin: every raw answer carries ``Content-Security-Policy: sandbox``
 and ``nosniff``, and HTML is sent as text, so an artifact cannot script the UI.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import mimetypes
 import re
 from collections.abc import Iterator
@@ -18,15 +20,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response, StreamingResponse
 
-from groundwork.errors import AmbiguousReference, ArtifactNotFound, InvalidInput
+from groundwork.errors import AmbiguousReference, ArtifactNotFound, CorruptArtifact, InvalidInput
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, ok
-from groundwork.storage.artifacts import ManifestEntry
+from groundwork.storage.artifacts import CHUNK, ManifestEntry, VerifiedReader
 from groundwork.storage.metadata import ArtifactLink
 
 router = APIRouter(tags=["artifacts"])
+log = logging.getLogger("groundwork.server")
 Context = Annotated[ServerContext, Depends(get_context)]
 
+STREAM_ABOVE = 8 * 1024 * 1024  # larger raw answers are streamed, not read into memory
 PREVIEW_TEXT_BYTES = 256 * 1024
 PREVIEW_TABLE_ROWS = 200
 PREVIEW_MAX_BYTES = 32 * 1024 * 1024  # larger files are not opened for a preview
@@ -131,22 +135,34 @@ def get_raw(
     headers = dict(_SAFE_HEADERS)
     disposition = "attachment" if download else "inline"
     headers["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(name)}"
-    headers["Cache-Control"] = "private, max-age=31536000, immutable"  # content-addressed
+    # Content-addressed, and every byte is verified before the first is sent (below).
+    headers["Cache-Control"] = "private, max-age=31536000, immutable"
     size = ctx.artifacts.info(file_digest).size
-    if size <= 8 * 1024 * 1024:
+    if size <= STREAM_ABOVE:
         return Response(ctx.artifacts.get_bytes(file_digest), media_type=media, headers=headers)
-    reader = ctx.artifacts.open_verified(file_digest)
-
-    def chunks() -> Iterator[bytes]:
-        with reader:
-            while True:
-                block = reader.read(1024 * 1024)
-                if not block:
-                    return
-                yield block
-
+    reader = ctx.artifacts.open_checked(file_digest)  # CorruptArtifact (a JSON 500) here, before any byte
     headers["Content-Length"] = str(size)
-    return StreamingResponse(chunks(), media_type=media, headers=headers)
+    return StreamingResponse(verified_chunks(reader), media_type=media, headers=headers)
+
+
+def verified_chunks(reader: VerifiedReader, size: int = CHUNK) -> Iterator[bytes]:
+    """The reader's bytes, one chunk held back until EOF verified them all.
+
+    Should the stored bytes change after :meth:`ArtifactStore.open_checked` verified them,
+    the check at EOF raises before the last chunk goes out: the server drops the
+    connection short of ``Content-Length``, and the client sees a truncated transfer,
+    never a complete corrupted one.
+    """
+    with reader:
+        held = reader.read(size)
+        while held:
+            try:
+                following = reader.read(size)
+            except CorruptArtifact as error:
+                log.error("stopped sending a corrupted artifact: %s", error)
+                raise
+            yield held
+            held = following
 
 
 def _media_type(name: str) -> str:

@@ -21,8 +21,10 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,7 +32,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from groundwork.errors import ArtifactNotFound, CorruptArtifact, InvalidInput
 from groundwork.storage.blobs import BlobStore, open_blob_store
-from groundwork.storage.local import TMP_PREFIX, atomic_writer
+from groundwork.storage.local import TMP_PREFIX, LocalBlobStore, atomic_writer
 
 CHUNK = 1024 * 1024
 MANIFEST_FORMAT = "groundwork.manifest/1"
@@ -203,6 +205,14 @@ def _tree(root: Path, file_info: Callable[[Path], ArtifactInfo]) -> tuple[Artifa
     return ArtifactInfo(digest, sum(e.size for e in entries), True, len(entries)), manifest
 
 
+def _check_hash(actual: str, digest: str) -> None:
+    """CorruptArtifact unless the bytes read (hashing to ``actual``) are the artifact ``digest``."""
+    if actual != digest:
+        raise CorruptArtifact(
+            f"artifact {digest[:12]} is corrupted: stored bytes hash to {actual[:12]}", hint=_CORRUPT_HINT
+        )
+
+
 class VerifiedReader(io.RawIOBase):
     """A stream of an artifact's bytes that raises :class:`CorruptArtifact` at EOF on a mismatch.
 
@@ -240,12 +250,7 @@ class VerifiedReader(io.RawIOBase):
     def _check(self) -> None:
         if self._actual is None:
             self._actual = self._sha.hexdigest()
-        actual = self._actual
-        if actual != self._digest:  # raised at every EOF read, not only the first
-            raise CorruptArtifact(
-                f"artifact {self._digest[:12]} is corrupted: stored bytes hash to {actual[:12]}",
-                hint=_CORRUPT_HINT,
-            )
+        _check_hash(self._actual, self._digest)  # raised at every EOF read, not only the first
 
     def verify(self) -> None:
         """Read (and discard) the rest of the stream, raising CorruptArtifact on a mismatch."""
@@ -416,11 +421,55 @@ class ArtifactStore:
             raise self._not_found(digest) from None
         return VerifiedReader(open(spool, "rb"), digest, on_close=lambda: spool.unlink(missing_ok=True))
 
-    def restore(self, digest: str, dest: Path) -> Path:
-        """Write the artifact at ``dest`` (a file, or a folder tree), every file verified and atomic.
+    def open_checked(self, digest: str) -> VerifiedReader:
+        """A stream of a file artifact whose bytes were all verified before this returns.
 
-        A directory is merged into ``dest`` when it exists: files of the artifact
-        replace files of the same name, other files stay. Returns ``dest``.
+        For a server, which must not send one byte of a corrupted object: a mismatch
+        raises :class:`CorruptArtifact` here, before anything was handed out. A local
+        file is hashed and then read again through the same open handle; any other
+        backend is copied to a private temporary file while hashing, which is then
+        read (and deleted on close). The stream still checks at EOF, so bytes changed
+        in place between the check and the read raise there.
+        """
+        check_digest(digest)
+        key = blob_key(digest)
+        if isinstance(self.blobs, LocalBlobStore):
+            try:
+                source = self.blobs.open_read(key)
+            except KeyError:
+                raise self._not_found(digest) from None
+            try:
+                sha = hashlib.sha256()
+                while chunk := source.read(CHUNK):
+                    sha.update(chunk)
+                _check_hash(sha.hexdigest(), digest)
+                source.seek(0)
+            except BaseException:
+                source.close()
+                raise
+            return VerifiedReader(source, digest)
+        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX)
+        spool = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out, self.open_verified(digest) as reader:
+                while chunk := reader.read(CHUNK):
+                    out.write(chunk)
+            handle = open(spool, "rb")  # noqa: SIM115 - the reader closes it
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        return VerifiedReader(handle, digest, on_close=lambda: spool.unlink(missing_ok=True))
+
+    def restore(self, digest: str, dest: Path, *, replace: bool = False) -> Path:
+        """Write the artifact at ``dest`` (a file, or a folder tree), every byte verified before ``dest`` changes.
+
+        A file goes to a temporary name beside ``dest`` and is renamed over it. A directory
+        is restored whole into a temporary folder beside ``dest`` first; only once every
+        file in it is verified is ``dest`` touched: the folder is renamed into place when
+        ``dest`` does not exist, swapped for ``dest`` with ``replace``, and otherwise merged
+        into it (files of the artifact replace files of the same name, other files stay).
+        A corrupted artifact leaves ``dest`` as it was, and no temporary folder behind.
+        Returns ``dest``.
         """
         dest = Path(dest)
         tree = self._manifest(digest)
@@ -432,12 +481,24 @@ class ArtifactStore:
         entries, empty_dirs = tree
         if dest.exists() and not dest.is_dir():
             raise InvalidInput(f"cannot restore directory artifact {digest[:12]} over the file {dest}")
-        dest.mkdir(parents=True, exist_ok=True)
-        for entry in entries:
-            self._restore_file(blob_key(entry.digest), entry.digest, dest.joinpath(*entry.path.split("/")),
-                               executable=entry.executable)
-        for folder in empty_dirs:
-            dest.joinpath(*folder.split("/")).mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            for entry in entries:
+                self._restore_file(blob_key(entry.digest), entry.digest, staging.joinpath(*entry.path.split("/")),
+                                   executable=entry.executable)
+            for folder in empty_dirs:
+                staging.joinpath(*folder.split("/")).mkdir(parents=True, exist_ok=True)
+            if not dest.exists() and not dest.is_symlink():
+                os.rename(staging, dest)
+            elif replace:
+                _swap_folder(staging, dest)
+            else:
+                _merge_folder(staging, dest)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
         return dest
 
     def _restore_file(self, key: str, digest: str, dest: Path, executable: bool | None) -> None:
@@ -471,17 +532,39 @@ class ArtifactStore:
 
     # --- helpers -------------------------------------------------------------------
     def _check_bytes(self, data: bytes, digest: str) -> None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise CorruptArtifact(
-                f"artifact {digest[:12]} is corrupted: stored bytes hash to {actual[:12]}", hint=_CORRUPT_HINT
-            )
+        _check_hash(hashlib.sha256(data).hexdigest(), digest)
 
     def _not_found(self, digest: str) -> ArtifactNotFound:
         return ArtifactNotFound(
             f"artifact {digest[:12]} is not in the artifact store {self.url.split('?', 1)[0]}",
             hint="check GROUNDWORK_ARTIFACTS points at the store the run logged to",
         )
+
+
+def _swap_folder(new: Path, dest: Path) -> None:
+    """Put the folder ``new`` at ``dest`` in place of the folder (or link to one) there."""
+    old = dest.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    os.rename(dest, old)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(old, dest)
+        raise
+    if old.is_symlink():
+        old.unlink()
+    else:
+        shutil.rmtree(old)
+
+
+def _merge_folder(new: Path, dest: Path) -> None:
+    """Move every file and folder of ``new`` into the existing folder ``dest``, replacing files of the same name."""
+    for folder, dirnames, filenames in os.walk(new):
+        target = dest / Path(folder).relative_to(new)
+        target.mkdir(exist_ok=True)
+        for name in dirnames:
+            (target / name).mkdir(exist_ok=True)
+        for name in filenames:
+            os.replace(Path(folder) / name, target / name)
 
 
 def _missing_path(path: Path) -> InvalidInput:
