@@ -124,6 +124,7 @@ class ActiveRun:
         self._auto_step: dict[str, int] = {}
         self._append = self._writer.points.append
         self._until_check = _CHECK_EVERY
+        self._writer.run_opened()
         if owned:
             self._writer.live.add(run_id)
 
@@ -269,6 +270,7 @@ class ActiveRun:
         self._ended = True
         _forget_active(self)
         self._writer.live.discard(self.id)
+        self._writer.run_closed()
         ending = RunEnd(self.id, status, exit_code, error) if self._owned else None
         self._writer.flush(end=ending)
 

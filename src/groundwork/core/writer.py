@@ -37,8 +37,10 @@ from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, Met
 
 logger = logging.getLogger("groundwork.core.writer")
 
-#: The writer looks at its buffers this often.
+#: The writer looks at its buffers this often while a run is open or anything waits...
 TICK_S = 0.05
+#: ...and this often otherwise (a process that ran once does not keep waking up).
+IDLE_TICK_S = 5.0
 #: It writes once anything has waited this long (a run shorter than this costs one transaction)...
 WRITE_AGE_S = 0.2
 #: ...or once this many points wait.
@@ -80,6 +82,7 @@ class Writer:
         self._durable_until = 0.0  # everything handed over before this time is written
         self._written = threading.Condition()  # notified after every write
         self._waiting = 0  # logging threads waiting for the writer to catch up
+        self._open_runs = 0  # runs of this process not yet ended, logging through this writer
         self._failing = False
         self._last_beat = time.time()
         self._background = background
@@ -89,10 +92,21 @@ class Writer:
     # -- the thread ------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            self._wake.wait(TICK_S)
+            busy = self._open_runs or self._waiting or self.points or self.segments or self.logs or self.creations
+            self._wake.wait(TICK_S if busy else IDLE_TICK_S)
             self._wake.clear()
             if self._due():
                 self.try_flush()
+
+    def run_opened(self) -> None:
+        """A run starts logging through this writer: look at the buffers every tick until it ends."""
+        with self._written:
+            self._open_runs += 1
+        self._wake.set()
+
+    def run_closed(self) -> None:
+        with self._written:
+            self._open_runs -= 1
 
     def _due(self) -> bool:
         if self._waiting or len(self.points) >= WRITE_POINTS:
