@@ -184,10 +184,12 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="Leave Ray Tune out.")
     parser.add_argument("--skip-b", action="store_true", help="Only workload A.")
     args = parser.parse_args()
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
     results: dict[str, Any] = {"a": workload_a(args.repeat, not args.no_ray, args.trials)}
     if not args.skip_b:
         results["b"] = workload_b(TRIALS_B)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     out = REPO / ".bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweeps.json").write_text(json.dumps(results, indent=2))

@@ -1,4 +1,4 @@
-"""gw.distributed on torch's own launcher (real gloo): data-parallel equals one worker, a killed worker restarts.
+"""gw.distributed on torch's own launcher (real gloo; launcher="torch" even where a Ray runs): data-parallel equals one worker, a killed worker restarts.
 
 The process group listens on loopback; like Ray, run these inside the loopback-only network
 namespace (``make test`` does).
@@ -48,8 +48,8 @@ def same_batch(ctx: Any) -> None:
 
 @pytest.mark.slow
 def test_two_workers_reach_the_weights_of_one(workspace: Config) -> None:
-    one = gw.distributed(same_batch, workers=1, name="one", config=workspace)
-    two = gw.distributed(same_batch, workers=2, name="two", config=workspace)
+    one = gw.distributed(same_batch, workers=1, name="one", launcher="torch", config=workspace)
+    two = gw.distributed(same_batch, workers=2, name="two", launcher="torch", config=workspace)
     assert one.status == two.status == "finished" and two.restarts == 0
     a, b = load_from(one.run_id, workspace), load_from(two.run_id, workspace)
     assert a.keys() == b.keys()
@@ -124,7 +124,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(
 
     killer = threading.Thread(target=kill_rank_1_in_epoch_2, daemon=True)
     killer.start()
-    hit = gw.distributed(epochs, workers=2, name="hit", config=workspace)
+    hit = gw.distributed(epochs, workers=2, name="hit", launcher="torch", config=workspace)
     killer.join(timeout=5)
     assert killed, "the worker was never killed"
     assert hit.status == "finished" and hit.restarts == 1
@@ -136,7 +136,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(
 
     for mark in folder.iterdir():
         mark.unlink()
-    clean = gw.distributed(epochs, workers=2, name="clean", config=workspace)
+    clean = gw.distributed(epochs, workers=2, name="clean", launcher="torch", config=workspace)
     assert clean.restarts == 0
     assert abs(run.metrics["acc"] - gw.get_run(clean.run_id, config=workspace).metrics["acc"]) < 0.02
 
@@ -158,6 +158,6 @@ def broken(ctx: Any) -> None:
 @pytest.mark.slow
 def test_a_train_fn_that_raises_fails_the_run_with_one_line(workspace: Config) -> None:
     with pytest.raises(DistributedFailed) as caught:
-        gw.distributed(broken, workers=2, max_restarts=0, name="broken", config=workspace)
+        gw.distributed(broken, workers=2, max_restarts=0, name="broken", launcher="torch", config=workspace)
     assert "\n" not in caught.value.one_line()
     assert gw.get_run("broken", config=workspace).status == "failed"

@@ -14,21 +14,19 @@ has the rank and world size, and records into the one run the call made:
 
 Where the workers run: on Ray Train's ``TorchTrainer`` when Ray is configured
 (``GROUNDWORK_RAY_ADDRESS`` / ``Config.ray_address``, or a Ray already initialized in this
-process), else on this machine under torch's own launcher (``torch.distributed.run``'s
-elastic agent). Either way, when a worker dies the whole group is restarted, at most
-``max_restarts`` times (Ray Train's ``FailureConfig(max_failures=)``, the elastic agent's
-``max_restarts``), and every start is counted on the run: the tag ``gw.distributed.restarts``
-and the metric ``restarts``.
+process), else on this machine under torch's own launcher (``torch.multiprocessing``,
+joined through a file store: nothing listens beyond loopback). Either way, when a worker
+dies the whole group is restarted, at most ``max_restarts`` times (Ray Train's
+``FailureConfig(max_failures=)``, or here), and every start is counted on the run: the tag
+``gw.distributed.restarts`` and the metric ``restarts``.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,12 +127,6 @@ class DistributedContext:
             self._run.end()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run_worker(blob: bytes, run_id: str, environ: dict[str, str], rank: int, world_size: int, local_rank: int) -> Any:
     """Inside one worker whose process group is initialized: call ``train_fn(ctx)``."""
     import cloudpickle
@@ -148,19 +140,24 @@ def _run_worker(blob: bytes, run_id: str, environ: dict[str, str], rank: int, wo
         context.close()
 
 
-def _torch_entry(blob: bytes, run_id: str, environ: dict[str, str], backend: str) -> Any:
-    """The elastic agent's entry point (a module-level function: workers are spawned)."""
+def _torch_entry(rank: int, blob: bytes, run_id: str, environ: dict[str, str], backend: str, store: str,
+                 world: int, result: str) -> None:
+    """One spawned worker: join the group through a file store, run, and (rank 0) leave the result."""
     import datetime
+    import pickle
 
     import torch.distributed as dist
 
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    # A peer that died mid-collective must fail this worker soon (the agent then restarts the group).
-    dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    # A peer that died mid-collective must fail this worker soon (the group is then restarted).
+    dist.init_process_group(backend=backend, init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
-        return _run_worker(blob, run_id, environ, rank, world, int(os.environ.get("LOCAL_RANK", rank)))
+        value = _run_worker(blob, run_id, environ, rank, world, rank)
     finally:
         dist.destroy_process_group()
+    if rank == 0:
+        with open(result, "wb") as out:
+            pickle.dump(value, out)
 
 
 def _ray_entry(settings: dict[str, Any]) -> None:
@@ -173,26 +170,40 @@ def _ray_entry(settings: dict[str, Any]) -> None:
 
 
 def _launch_torch(blob: bytes, run_id: str, config: Config, workers: int, backend: str, max_restarts: int) -> Any:
-    import logging
+    """``workers`` processes by ``torch.multiprocessing`` (spawn), joined through a file store.
 
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    Nothing listens beyond loopback: a file store rather than torch's TCP store (which binds
+    every interface whatever host it is given), and gloo on ``lo``. When a worker dies,
+    the others are stopped and the whole group starts again, at most ``max_restarts`` times.
+    """
+    import pickle
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    from torch.multiprocessing.spawn import ProcessException, start_processes
+
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo talks over loopback only
-    launch = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=uuid.uuid4().hex,
-        rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", rdzv_configs={"timeout": 120},
-        max_restarts=max_restarts, monitor_interval=0.1, start_method="spawn",
-    )
-    try:
-        results = elastic_launch(launch, _torch_entry)(blob, run_id, config.child_environ(), backend)
-    except ChildFailedError as exc:
-        failures = exc.failures
-        first = next(iter(failures.values()), None) if failures else None
-        detail = (first.message if first is not None and isinstance(first.message, str) else str(exc)).strip()
-        raise DistributedFailed(f"a worker failed after {max_restarts} restarts: {detail.splitlines()[0] if detail else exc}") from None
-    return results.get(0) if isinstance(results, dict) else None
+    failures = 0
+    while True:
+        with tempfile.TemporaryDirectory(prefix="gw-distributed-") as folder:
+            store, result = os.path.join(folder, "store"), os.path.join(folder, "result.pkl")
+            try:
+                start_processes(  # type: ignore[no-untyped-call]
+                    _torch_entry, args=(blob, run_id, config.child_environ(), backend, store, workers, result),
+                    nprocs=workers, join=True, start_method="spawn",
+                )
+            except ProcessException as exc:
+                failures += 1
+                if failures > max_restarts:
+                    detail = str(exc).strip().splitlines()
+                    last = next((line for line in reversed(detail) if line.strip()), type(exc).__name__)
+                    raise DistributedFailed(
+                        f"a worker failed and {max_restarts} restart{'s' if max_restarts != 1 else ''} did not help: "
+                        f"{last.strip()}"
+                    ) from None
+                continue
+            if os.path.exists(result):
+                with open(result, "rb") as handle:
+                    return pickle.load(handle)
+            return None
 
 
 def _launch_ray(blob: bytes, run_id: str, config: Config, workers: int, backend: str, max_restarts: int) -> Any:

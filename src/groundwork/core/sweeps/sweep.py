@@ -183,7 +183,9 @@ def make_pruner(name: Any) -> Any:
         return name
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    raise InvalidInput(f"pruner {name!r} cannot be rebuilt by name", hint="pass the Optuna pruner to gw.sweep again")
 
 
 def sweep(
