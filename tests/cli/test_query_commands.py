@@ -74,9 +74,9 @@ def test_unknown_run_id(workspace: Config, three_runs: list[str]) -> None:
 
 def test_ambiguous_prefix(workspace: Config) -> None:
     store_path = workspace.store_url.removeprefix("sqlite:///")
-    from groundwork.storage.metadata import MetadataStore
+    from groundwork.storage.metadata import SqlMetadataStore
 
-    store = MetadataStore(workspace.store_url)
+    store = SqlMetadataStore(workspace.store_url)
     for suffix in "12":
         store.create_run({"id": "beef" + suffix * 28, "name": "x", "kind": "run", "status": "finished", "created_at": 1.0})
     assert Path(store_path).exists()

@@ -15,7 +15,7 @@ import pytest
 import groundwork as gw
 from groundwork.config import Config
 from groundwork.errors import InvalidInput
-from groundwork.storage.metadata import MetadataStore
+from groundwork.storage.metadata import SqlMetadataStore
 
 
 def python_child(code: str, config: Config, **env: str) -> subprocess.Popen[str]:
@@ -72,7 +72,7 @@ def test_non_numeric_metric_is_a_clear_error(workspace: Config) -> None:
 def test_points_are_flushed_in_the_background(workspace: Config) -> None:
     run = gw.start_run(config=workspace)
     run.log({"loss": 0.5}, step=0)
-    store = MetadataStore(workspace.store_url)
+    store = SqlMetadataStore(workspace.store_url)
     deadline = time.monotonic() + 30  # a correctness bound (the flusher runs), not a speed test
     while not store.metric_history(run.id, "loss"):
         assert time.monotonic() < deadline, "the background writer never flushed"
@@ -101,7 +101,7 @@ def test_sigkill_leaves_a_crashed_run_with_every_flushed_point(workspace: Config
     time.sleep(1.5)  # let it log (and flush in the background) a while longer
     child.send_signal(signal.SIGKILL)
     child.wait()
-    store = MetadataStore(workspace.store_url)
+    store = SqlMetadataStore(workspace.store_url)
     assert store.integrity_check()
     r = gw.get_run(run_id, config=workspace)
     assert r.status == "crashed"

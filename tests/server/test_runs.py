@@ -207,10 +207,10 @@ def test_index_driven_filters_match_the_cli(
     sortable: tuple[Config, TestClient], monkeypatch: pytest.MonkeyPatch, filter: str, driven: bool
 ) -> None:
     from groundwork.core.runs import runs
-    from groundwork.server import runs as runs_api
+    from groundwork.storage import search
 
     config, client = sortable
-    monkeypatch.setattr(runs_api, "_worth_driving", lambda *_: driven)
+    monkeypatch.setattr(search, "worth_driving", lambda *_: driven)
     for order in ("", "-metrics.score", "name"):
         expected = [r.name for r in runs(filter=filter, order_by=order or None, limit=None, config=config)]
         got: list[str] = []
@@ -224,7 +224,7 @@ def test_index_driven_filters_match_the_cli(
 
 def test_which_conditions_can_drive_a_query() -> None:
     from groundwork.filters import parse_filter
-    from groundwork.server.runs import _drivers
+    from groundwork.storage.search import drivers as _drivers
 
     def n(text: str) -> int:
         return len(_drivers(parse_filter(text)))

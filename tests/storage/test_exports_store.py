@@ -6,19 +6,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from groundwork.storage.metadata import MetadataStore
-from groundwork.storage.registry import ArtifactRow, RegistryStore
+from groundwork.storage.metadata import SqlMetadataStore
+from groundwork.storage.registry import ArtifactRow, SqlRegistryStore
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[MetadataStore]:
-    s = MetadataStore(store_url)
+def store(store_url: str) -> Iterator[SqlMetadataStore]:
+    s = SqlMetadataStore(store_url)
     yield s
     s.close()
 
 
-def test_exports_are_recorded_per_version_and_found_by_bundle(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_exports_are_recorded_per_version_and_found_by_bundle(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     model = ArtifactRow("a" * 64, 10, True, 2)
     reg.create_version("digits", artifact=model, flavor="pytorch")
     reg.create_version("digits", artifact=model, flavor="pytorch")

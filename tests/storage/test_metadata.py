@@ -16,10 +16,10 @@ from sqlalchemy import create_engine, text
 
 from groundwork.errors import AmbiguousReference, RunNotFound, SchemaTooNew, StoreError, UnsupportedURL
 from groundwork.storage import metadata as md
-from groundwork.storage.metadata import MetadataStore
+from groundwork.storage.metadata import SqlMetadataStore
 
 
-def new_run(store: MetadataStore, run_id: str | None = None, **fields: object) -> str:
+def new_run(store: SqlMetadataStore, run_id: str | None = None, **fields: object) -> str:
     run_id = run_id or uuid.uuid4().hex
     row = {
         "id": run_id,
@@ -37,13 +37,13 @@ def new_run(store: MetadataStore, run_id: str | None = None, **fields: object) -
 
 
 @pytest.fixture
-def store(store_url: str) -> MetadataStore:
-    s = MetadataStore(store_url)
+def store(store_url: str) -> SqlMetadataStore:
+    s = SqlMetadataStore(store_url)
     yield s
     s.close()
 
 
-def test_run_round_trip(store: MetadataStore) -> None:
+def test_run_round_trip(store: SqlMetadataStore) -> None:
     run_id = uuid.uuid4().hex
     store.create_run(
         {"id": run_id, "name": "baseline", "kind": "run", "status": "running", "created_at": 1.0,
@@ -65,7 +65,7 @@ def test_run_round_trip(store: MetadataStore) -> None:
     assert ended.status == "finished" and ended.exit_code == 0 and ended.ended_at is not None
 
 
-def test_metric_points_history_and_latest(store: MetadataStore) -> None:
+def test_metric_points_history_and_latest(store: SqlMetadataStore) -> None:
     run_id = new_run(store)
     now = time.time()
     points = [(run_id, "loss", step, 1.0 / (step + 1), now + step) for step in range(2000)]
@@ -83,7 +83,7 @@ def test_metric_points_history_and_latest(store: MetadataStore) -> None:
     assert store.metric_keys(run_id) == ["acc", "loss"]
 
 
-def test_logs_in_order_and_tail(store: MetadataStore) -> None:
+def test_logs_in_order_and_tail(store: SqlMetadataStore) -> None:
     run_id = new_run(store)
     store.write_batch(logs=[(run_id, "stdout" if i % 2 else "stderr", time.time(), f"line {i}\n") for i in range(10)])
     assert [t for *_, t in store.logs(run_id)] == [f"line {i}\n" for i in range(10)]
@@ -91,7 +91,7 @@ def test_logs_in_order_and_tail(store: MetadataStore) -> None:
     assert len(store.logs(run_id, stream="stdout")) == 5
 
 
-def test_resolve_by_id_prefix_and_name(store: MetadataStore) -> None:
+def test_resolve_by_id_prefix_and_name(store: SqlMetadataStore) -> None:
     a = new_run(store, "abcd" + "1" * 28, name="first")
     new_run(store, "abcd" + "2" * 28, name="second")
     c = new_run(store, "ffff" + "3" * 28, name="second")
@@ -104,7 +104,7 @@ def test_resolve_by_id_prefix_and_name(store: MetadataStore) -> None:
         store.resolve_run("nope")
 
 
-def test_dead_process_and_stale_heartbeat_become_crashed(store: MetadataStore) -> None:
+def test_dead_process_and_stale_heartbeat_become_crashed(store: SqlMetadataStore) -> None:
     child = subprocess.Popen(["true"])
     child.wait()
     dead = new_run(store, pid=child.pid)
@@ -116,10 +116,10 @@ def test_dead_process_and_stale_heartbeat_become_crashed(store: MetadataStore) -
     assert store.get_run(alive).status == "running"
     # what the crashed run logged is kept, and the crash is stored, not just shown
     assert store.metric_history(dead, "loss") == [(0, 1.0, pytest.approx(time.time(), abs=60))]
-    assert MetadataStore(store.url).get_run(dead).status == "crashed"
+    assert SqlMetadataStore(store.url).get_run(dead).status == "crashed"
 
 
-def test_artifact_links(store: MetadataStore) -> None:
+def test_artifact_links(store: SqlMetadataStore) -> None:
     run_id = new_run(store)
     store.add_artifact_link(run_id, "input", "data/train.csv", digest="a" * 64, size=10, is_dir=False, file_count=1, kind="dataset")
     store.add_artifact_link(run_id, "output", "model/", digest="b" * 64, size=99, is_dir=True, file_count=3, kind="model")
@@ -131,7 +131,7 @@ def test_artifact_links(store: MetadataStore) -> None:
     assert [link.run_id for link in store.artifact_users("b" * 64)] == [run_id]
 
 
-def test_search_limit_offset_and_count(store: MetadataStore) -> None:
+def test_search_limit_offset_and_count(store: SqlMetadataStore) -> None:
     ids = [new_run(store, created_at=float(i)) for i in range(12)]
     newest_first = [r.id for r in store.search_runs(limit=5)]
     assert newest_first == ids[::-1][:5]
@@ -145,7 +145,7 @@ def test_migrations_match_schema_and_newer_store_is_refused(store_url: str) -> N
 
     from groundwork.storage.schema import metadata
 
-    store = MetadataStore(store_url)
+    store = SqlMetadataStore(store_url)
     engine = create_engine(store.url)
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -156,20 +156,20 @@ def test_migrations_match_schema_and_newer_store_is_refused(store_url: str) -> N
     engine.dispose()
     store.close()
     with pytest.raises(SchemaTooNew, match="newer than this groundwork understands"):
-        MetadataStore(store_url)
+        SqlMetadataStore(store_url)
 
 
 def test_unknown_scheme_and_unwritable_path(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedURL, match="unknown metadata store scheme 'mysql://'"):
-        MetadataStore("mysql://localhost/db")
+        SqlMetadataStore("mysql://localhost/db")
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot write the metadata store"):
-        MetadataStore(f"sqlite:///{blocker}/meta.db")
+        SqlMetadataStore(f"sqlite:///{blocker}/meta.db")
 
 
 def test_postgres_unreachable_is_one_clear_error() -> None:
     from tests._servers import free_port
 
     with pytest.raises(StoreError, match="cannot use the metadata store"):
-        MetadataStore(f"postgresql://nobody@127.0.0.1:{free_port()}/db?connect_timeout=2")
+        SqlMetadataStore(f"postgresql://nobody@127.0.0.1:{free_port()}/db?connect_timeout=2")

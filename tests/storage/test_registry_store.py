@@ -11,20 +11,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from groundwork.storage.metadata import MetadataStore
-from groundwork.storage.registry import ArtifactRow, RegistryStore
+from groundwork.storage.metadata import SqlMetadataStore
+from groundwork.storage.registry import ArtifactRow, SqlRegistryStore
 
 ART = ArtifactRow("a" * 64, 10, True, 2)
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[MetadataStore]:
-    s = MetadataStore(store_url)
+def store(store_url: str) -> Iterator[SqlMetadataStore]:
+    s = SqlMetadataStore(store_url)
     yield s
     s.close()
 
 
-def new_run(store: MetadataStore) -> str:
+def new_run(store: SqlMetadataStore) -> str:
     run_id = uuid.uuid4().hex
     store.create_run({
         "id": run_id, "name": "train", "kind": "run", "status": "running", "created_at": time.time(),
@@ -33,8 +33,8 @@ def new_run(store: MetadataStore) -> str:
     return run_id
 
 
-def test_versions_are_numbered_and_linked_to_their_run(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_versions_are_numbered_and_linked_to_their_run(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     run_id = new_run(store)
     assert reg.create_version("digits", artifact=ART, flavor="sklearn", run_id=run_id,
                               signature={"inputs": []}, tags={"team": "a"}, info={"sklearn": "1"}) == 1
@@ -56,8 +56,8 @@ def test_versions_are_numbered_and_linked_to_their_run(store: MetadataStore) -> 
     assert [(a.name, a.digest, a.kind) for a in links] == [("models/digits/1", "a" * 64, "model")]
 
 
-def test_concurrent_writers_each_get_the_next_number(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_concurrent_writers_each_get_the_next_number(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     got: list[int] = []
     errors: list[BaseException] = []
 
@@ -78,8 +78,8 @@ def test_concurrent_writers_each_get_the_next_number(store: MetadataStore) -> No
     assert reg.version_numbers("busy") == list(range(1, 31))
 
 
-def test_alias_moves_are_kept_in_history(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_alias_moves_are_kept_in_history(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     for _ in range(3):
         reg.create_version("digits", artifact=ART, flavor="sklearn")
     assert reg.set_alias("digits", "production", 1, who="ann", reason="first") is None
@@ -102,8 +102,8 @@ def test_alias_moves_are_kept_in_history(store: MetadataStore) -> None:
     assert all(h.changed_at > 0 for h in history)
 
 
-def test_concurrent_alias_moves_all_land_in_history(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_concurrent_alias_moves_all_land_in_history(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     for _ in range(4):
         reg.create_version("digits", artifact=ART, flavor="sklearn")
 
@@ -124,8 +124,8 @@ def test_concurrent_alias_moves_all_land_in_history(store: MetadataStore) -> Non
     assert reg.alias_version("digits", "production") == history[-1].to_version
 
 
-def test_prediction_samples_round_trip(store: MetadataStore) -> None:
-    reg = RegistryStore(store)
+def test_prediction_samples_round_trip(store: SqlMetadataStore) -> None:
+    reg = SqlRegistryStore(store)
     now = time.time()
     reg.add_prediction_samples([
         {"model": "digits", "version": 1, "timestamp": now, "inputs": [[1.0, 2.0]], "outputs": [3], "latency_ms": 1.5},

@@ -68,11 +68,11 @@ def ui_command(
 
     from groundwork.server.app import create_app
     from groundwork.server.security import TOKEN_HEADER
-    from groundwork.storage.metadata import open_metadata_store
+    from groundwork.storage.stores import open_stores
 
     config = make_config(store, artifacts)
     # Opened (and migrated) now, never created: a bad URL or a missing store fails here, not on first request.
-    metadata = open_metadata_store(config.store_url, create=False)
+    metadata = open_stores(config, create=False).metadata
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     application = create_app(config, hosts=[host], port=bound_port)

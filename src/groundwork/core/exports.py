@@ -28,7 +28,7 @@ from typing import Any
 from groundwork.config import Config
 from groundwork.core.registry import MODEL_LINEAGE, ModelRef, _who, registry_store, resolve_row
 from groundwork.errors import InvalidInput
-from groundwork.storage.registry import ArtifactRow, ExportRow, RegistryStore
+from groundwork.storage.records import ArtifactRow, ExportRow
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ExportLineage:
         number = text[len("export:"):]
         if not number.isdigit():
             raise InvalidInput(f"{text!r} is not an export reference", hint="write export:ID (groundwork models show lists them)")
-        row = RegistryStore(ctx.store).get_export(int(number))
+        row = ctx.registry.get_export(int(number))
         if row is None:
             from groundwork.errors import NotFound
 
@@ -134,7 +134,7 @@ class ExportLineage:
     def expand(self, nodes: Sequence[Any], direction: str, ctx: Any) -> list[tuple[Any, Any]]:
         from groundwork.core.lineage import UP, LineageEdge, artifact_node
 
-        reg = RegistryStore(ctx.store)
+        reg = ctx.registry
         out: list[tuple[Any, Any]] = []
         for node in nodes:
             if node.kind == "model" and direction != UP:

@@ -44,7 +44,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from groundwork.config import Config
 from groundwork.errors import AmbiguousReference, ArtifactNotFound, InvalidInput, NotFound, RunNotFound
-from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow
+from groundwork.storage.records import ArtifactLink, RunRow
+from groundwork.storage.stores import MetadataStore, PipelineStore, RegistryStore, Stores
 
 UP = "up"
 DOWN = "down"
@@ -117,9 +118,11 @@ class LineageEdge:
 class LineageContext:
     """What providers get: the config and stores, and helpers that build nodes with the standard ids."""
 
-    def __init__(self, config: Config, store: MetadataStore) -> None:
+    def __init__(self, config: Config, stores: Stores) -> None:
         self.config = config
-        self.store = store
+        self.store: MetadataStore = stores.metadata
+        self.registry: RegistryStore = stores.registry
+        self.pipelines: PipelineStore = stores.pipelines
         self._runs: dict[str, RunRow] = {}
 
     def runs(self, run_ids: Iterable[str]) -> dict[str, RunRow]:
@@ -227,7 +230,6 @@ class RunsAndArtifacts:
 
     def resolve(self, ref: str, ctx: LineageContext) -> LineageNode | None:
         from groundwork.storage.artifacts import ArtifactStore
-        from groundwork.storage.pipelines import artifact_rows
 
         text = ref.strip()
         if not text:
@@ -237,14 +239,14 @@ class RunsAndArtifacts:
         looks_like_path = "/" in text or "\\" in text or path.suffix != "" or text.startswith(".")
         if path.exists() and (looks_like_path or not _HEX.match(lowered)):
             info = ArtifactStore.digest_path(path)
-            if not artifact_rows(ctx.store, [info.digest]):
+            if not ctx.pipelines.artifact_rows([info.digest]):
                 raise ArtifactNotFound(
                     f"{text} (sha256 {info.digest[:12]}) was never recorded as an input or output",
                     hint="lineage knows files that a run logged; log it with run.log_artifact or --output",
                 )
             return self._artifact(ctx, info.digest, name=path.name)
         if _HEX.match(lowered) and len(lowered) == 64:
-            if not artifact_rows(ctx.store, [lowered]):
+            if not ctx.pipelines.artifact_rows([lowered]):
                 raise ArtifactNotFound(f"no artifact {lowered[:12]}… is recorded in this store")
             return self._artifact(ctx, lowered)
         if _HEX.match(lowered) and len(lowered) >= 4:
@@ -259,7 +261,7 @@ class RunsAndArtifacts:
                 return run_node(ctx.runs([run_ids[0]])[run_ids[0]])
         if path.exists():
             info = ArtifactStore.digest_path(path)
-            if artifact_rows(ctx.store, [info.digest]):
+            if ctx.pipelines.artifact_rows([info.digest]):
                 return self._artifact(ctx, info.digest, name=path.name)
         try:
             run_id = ctx.store.resolve_run(text)
@@ -276,9 +278,7 @@ class RunsAndArtifacts:
             return []
 
     def _artifact(self, ctx: LineageContext, digest: str, name: str | None = None) -> LineageNode:
-        from groundwork.storage.pipelines import links_for_digests
-
-        links = links_for_digests(ctx.store, [digest]).get(digest, [])
+        links = ctx.pipelines.links_for_digests([digest]).get(digest, [])
         link = next((lk for lk in links if lk.direction == "output"), links[0] if links else None)
         extra = {"name": name} if name else {}
         return artifact_node(digest, link, **extra)
@@ -286,14 +286,12 @@ class RunsAndArtifacts:
     def expand(
         self, nodes: Sequence[LineageNode], direction: str, ctx: LineageContext
     ) -> list[tuple[LineageEdge, LineageNode]]:
-        from groundwork.storage.pipelines import links_for_digests, links_for_runs, runs_citing, runs_tagged
-
         run_ids = [n.attrs["run_id"] for n in nodes if n.kind == "run" and "run_id" in n.attrs]
         digests = [n.attrs["digest"] for n in nodes if n.kind == "artifact" and "digest" in n.attrs]
         rows = ctx.runs(run_ids)
         out: list[tuple[LineageEdge, LineageNode]] = []
         if direction == UP:
-            for run_id, links in links_for_runs(ctx.store, run_ids, "input").items():
+            for run_id, links in ctx.pipelines.links_for_runs(run_ids, "input").items():
                 parent = rows[run_id].parent_id if run_id in rows else None
                 for link in links:
                     # Remember the consumer's pipeline run: its sibling is the producer to show.
@@ -303,9 +301,9 @@ class RunsAndArtifacts:
             originals = {r.cached_from: r.id for r in rows.values() if r.cached_from}
             reproduced = {r.tags["reproduces"]: r.id for r in rows.values() if r.tags.get("reproduces")}
             pipelines = [r.id for r in rows.values() if r.kind == "pipeline"]
-            steps = runs_citing(ctx.store, "parent_id", pipelines)
+            steps = ctx.pipelines.runs_citing("parent_id", pipelines)
             wanted = [*originals, *reproduced, *(s for ids in steps.values() for s in ids)]
-            producers = links_for_digests(ctx.store, digests, "output")
+            producers = ctx.pipelines.links_for_digests(digests, "output")
             wanted += [link.run_id for links in producers.values() for link in links]
             found = ctx.runs(wanted)
             for original, cached_id in originals.items():
@@ -318,7 +316,7 @@ class RunsAndArtifacts:
             # lead back through the rest. A cached step stands for the run it reused.
             reused = ctx.runs([found[s].cached_from or "" for ids in steps.values() for s in ids
                                if s in found and found[s].status == "cached"])
-            step_links = links_for_runs(ctx.store, [s for ids in steps.values() for s in ids])
+            step_links = ctx.pipelines.links_for_runs([s for ids in steps.values() for s in ids])
             for pipeline_id, step_ids in steps.items():
                 consumed = {lk.digest for s in step_ids for lk in step_links.get(s, []) if lk.direction == "input"}
                 last = [s for s in step_ids
@@ -341,12 +339,12 @@ class RunsAndArtifacts:
                     out.append((LineageEdge(f"run:{producer.id}", f"artifact:{digest}", "output", link.name),
                                 run_node(producer)))
         else:
-            for run_id, links in links_for_runs(ctx.store, run_ids, "output").items():
+            for run_id, links in ctx.pipelines.links_for_runs(run_ids, "output").items():
                 for link in links:
                     out.append((LineageEdge(f"run:{run_id}", f"artifact:{link.digest}", "output", link.name),
                                 artifact_node(link.digest, link)))
-            copies = runs_tagged(ctx.store, "reproduces", run_ids)
-            consumers = links_for_digests(ctx.store, digests, "input")
+            copies = ctx.pipelines.runs_tagged("reproduces", run_ids)
+            consumers = ctx.pipelines.links_for_digests(digests, "input")
             wanted = [*(c for ids in copies.values() for c in ids)]
             wanted += [link.run_id for links in consumers.values() for link in links]
             found = ctx.runs(wanted)
@@ -544,14 +542,17 @@ def lineage(
     >>> g = gw.lineage("out/model.pt")          # a file: digested, then looked up
     >>> print(g.tree()); g.to_dot(); g.to_dict()
     """
-    import groundwork.core.registry  # noqa: F401  (registers the model provider: name@alias, name/3)
     import groundwork.core.exports  # noqa: F401  (registers the export provider: export:ID, model -> export)
-    from groundwork.core.tracking import metadata_store_for
+    import groundwork.core.registry  # noqa: F401  (registers the model provider: name@alias, name/3)
+    from groundwork.core.tracking import flush_all, pending_writes
+    from groundwork.storage.stores import open_stores
 
     if depth is not None and depth < 0:
         raise InvalidInput(f"depth must be >= 0, not {depth}")
     config = config or Config.from_env()
-    ctx = LineageContext(config, metadata_store_for(config))
+    if pending_writes():  # read-your-writes: runs this process started are written first
+        flush_all()
+    ctx = LineageContext(config, open_stores(config))
     root = resolve_target(target, ctx)
     direction = DOWN if descendants else UP
     graph = LineageGraph(root, direction)

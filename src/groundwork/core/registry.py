@@ -34,8 +34,8 @@ from groundwork.config import Config
 from groundwork.core.flavors import flavor_for
 from groundwork.errors import InvalidInput, ModelNotFound
 from groundwork.storage.artifacts import hash_file
-from groundwork.storage.metadata import MetadataStore, open_metadata_store
-from groundwork.storage.registry import AliasMove, ArtifactRow, RegistryStore, VersionRow
+from groundwork.storage.records import AliasMove, ArtifactRow, VersionRow
+from groundwork.storage.stores import RegistryStore, open_stores
 
 if TYPE_CHECKING:
     from groundwork.core.tracking import ActiveRun
@@ -378,12 +378,9 @@ class ModelSummary:
         }
 
 
-def _store(config: Config | None) -> MetadataStore:
-    return open_metadata_store((config or Config.from_env()).store_url)
-
-
 def registry_store(config: Config | None = None) -> RegistryStore:
-    return RegistryStore(_store(config))
+    """The registry of ``config`` (``open_stores(config).registry``)."""
+    return open_stores(config or Config.from_env()).registry
 
 
 def _who() -> str | None:
@@ -573,7 +570,7 @@ def log_model(
         info = artifact_store_for(run.config).put_dir(folder)
         onnx_digest = hash_file(folder / saved.onnx)[0] if saved.onnx else None
     run.flush()  # the run's row may still be buffered; the version links to it
-    reg = RegistryStore(_store(run.config))
+    reg = registry_store(run.config)
     version = reg.create_version(
         name,
         artifact=ArtifactRow(info.digest, info.size, info.is_dir, info.file_count),
@@ -638,7 +635,7 @@ class ModelLineage:
                 return None
         else:
             return None
-        reg = RegistryStore(ctx.store)
+        reg = ctx.registry
         row = resolve_row(reg, parsed)
         if parsed.alias is not None:
             return self._alias_node(parsed.name, parsed.alias, row.version)
@@ -647,7 +644,7 @@ class ModelLineage:
     def expand(self, nodes: Sequence[Any], direction: str, ctx: Any) -> list[tuple[Any, Any]]:
         from groundwork.core.lineage import UP, LineageEdge, artifact_node
 
-        reg = RegistryStore(ctx.store)
+        reg = ctx.registry
         out: list[tuple[Any, Any]] = []
         for node in nodes:
             if node.kind == "alias" and direction == UP:

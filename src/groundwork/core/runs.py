@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 
 from groundwork.config import Config
 from groundwork.errors import InvalidInput
-from groundwork.filters import Comparison, Field, parse_filter
-from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow, open_metadata_store
-from groundwork.storage.search import compile_filter, order_by_clause
+from groundwork.filters import Comparison, Field
+from groundwork.storage.records import ArtifactLink, RunRow
+from groundwork.storage.stores import MetadataStore, open_stores
 
 MAX_LIMIT = 10_000
 
@@ -160,7 +160,7 @@ def _store(config: Config | None) -> MetadataStore:
 
     if pending_writes():  # read-your-writes: runs this process started are written first
         flush_all()
-    return open_metadata_store((config or Config.from_env()).store_url)
+    return open_stores(config or Config.from_env()).metadata
 
 
 #: How many runs of one name a look-up weighs (the newest first).
@@ -182,7 +182,7 @@ def find_run(store: MetadataStore, ref: str) -> RunRow:
     row = store.get_run(store.resolve_run(ref))
     if row.name != ref or row.id.startswith(ref.lower()):
         return row  # an id prefix
-    named = store.search_runs(compile_filter(Comparison(Field("attr", "name"), "=", ref)), limit=_NAME_CANDIDATES)
+    named = store.search_runs(Comparison(Field("attr", "name"), "=", ref), limit=_NAME_CANDIDATES)
     return min(named or [row], key=lambda r: (_name_rank(r), -r.created_at))
 
 
@@ -214,16 +214,9 @@ def runs(
     if offset < 0:
         raise InvalidInput(f"offset must not be negative, not {offset}")
     store = _store(config)
-    where = compile_filter(parse_filter(filter)) if filter and filter.strip() else None
-    specs = [order_by] if isinstance(order_by, str) else list(order_by or [])
-    clauses: list[Any] = []
-    for spec in specs:
-        if spec.strip():
-            clauses.extend(order_by_clause(spec))
-    return [Run(row, store) for row in store.search_runs(where, clauses, limit=limit, offset=offset)]
+    return [Run(row, store) for row in store.search_runs(filter, order_by, limit=limit, offset=offset)]
 
 
 def count_runs(filter: str | None = None, *, config: Config | None = None) -> int:
-    store = _store(config)
-    where = compile_filter(parse_filter(filter)) if filter and filter.strip() else None
-    return store.count_runs(where)
+    """How many runs match ``filter`` (every run without one)."""
+    return _store(config).count_runs(filter)

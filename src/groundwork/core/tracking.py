@@ -44,28 +44,22 @@ from groundwork.core.writer import (
 )
 from groundwork.errors import InvalidInput, RunNotFound
 from groundwork.storage.artifacts import ArtifactInfo, ArtifactStore
-from groundwork.storage.metadata import MetadataStore, MetricSegment, RunCreate, RunEnd, open_metadata_store
+from groundwork.storage.records import MetricSegment, RunCreate, RunEnd
+from groundwork.storage.stores import MetadataStore, open_stores
 
 _GIT_CACHE_TTL_S = 2.0
 
 logger = logging.getLogger("groundwork.core.tracking")
 
 
-_artifact_stores: dict[tuple[int, str], ArtifactStore] = {}
-
-
 def artifact_store_for(config: Config) -> ArtifactStore:
-    """The process-wide artifact store for ``config``."""
-    key = (os.getpid(), config.artifacts_url)
-    store = _artifact_stores.get(key)
-    if store is None:
-        store = ArtifactStore.from_url(config.artifacts_url)
-        _artifact_stores[key] = store
-    return store
+    """The artifact store of ``config`` (``open_stores(config).artifacts``)."""
+    return open_stores(config).artifacts
 
 
 def metadata_store_for(config: Config) -> MetadataStore:
-    return open_metadata_store(config.store_url)
+    """The metadata store of ``config`` (``open_stores(config).metadata``)."""
+    return open_stores(config).metadata
 
 
 # -- the git state, cached briefly (creating thousands of runs must stay cheap) ---------------------

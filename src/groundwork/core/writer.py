@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from groundwork.storage.metadata import LogLine, MetadataStore, MetricPoint, MetricSegment, RunCreate, RunEnd
+from groundwork.storage.records import LogLine, MetricPoint, MetricSegment, RunCreate, RunEnd
+from groundwork.storage.stores import MetadataStore
 
 logger = logging.getLogger("groundwork.core.writer")
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from groundwork.config import Config
 from groundwork.storage.artifacts import ArtifactStore
-from groundwork.storage.metadata import MetadataStore, open_metadata_store
+from groundwork.storage.stores import MetadataStore, PipelineStore, RegistryStore, Stores, open_stores
 
 T = TypeVar("T")
 
@@ -60,8 +60,7 @@ class ServerContext:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._store: MetadataStore | None = None
-        self._artifacts: ArtifactStore | None = None
+        self._stores: Stores | None = None
         self._lock = threading.Lock()
         #: Run counts by filter: exact, but recomputed at most every few seconds.
         self.counts: TTLCache[int] = TTLCache(256, ttl=5.0)
@@ -71,20 +70,28 @@ class ServerContext:
         self.series: TTLCache[dict[str, Any]] = TTLCache(128, ttl=None)
 
     @property
-    def store(self) -> MetadataStore:
-        if self._store is None:
+    def stores(self) -> Stores:
+        if self._stores is None:
             with self._lock:
-                if self._store is None:
-                    self._store = open_metadata_store(self.config.store_url)
-        return self._store
+                if self._stores is None:
+                    self._stores = open_stores(self.config)
+        return self._stores
+
+    @property
+    def store(self) -> MetadataStore:
+        return self.stores.metadata
+
+    @property
+    def registry(self) -> RegistryStore:
+        return self.stores.registry
+
+    @property
+    def pipelines(self) -> PipelineStore:
+        return self.stores.pipelines
 
     @property
     def artifacts(self) -> ArtifactStore:
-        if self._artifacts is None:
-            with self._lock:
-                if self._artifacts is None:
-                    self._artifacts = ArtifactStore.from_url(self.config.artifacts_url)
-        return self._artifacts
+        return self.stores.artifacts
 
 
 def get_context(request: Request) -> ServerContext:

@@ -16,14 +16,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
 from groundwork.core.downsample import lttb_indices
 from groundwork.errors import InvalidInput
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, bounded_int, ok, split_list
-from groundwork.storage import schema
-from groundwork.storage.metadata import TERMINAL_STATUSES, MetadataStore
+from groundwork.storage.records import TERMINAL_STATUSES
+from groundwork.storage.stores import MetadataStore
 
 router = APIRouter(tags=["metrics"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -40,12 +39,11 @@ INT64 = 2**63 - 1
 def metric_keys(ctx: Context, ref: str) -> JSON:
     store = ctx.store
     run_id = store.resolve_run(ref)
-    lm = schema.latest_metrics
-    with store.read() as conn:
-        rows = conn.execute(
-            select(lm.c.key, lm.c.value, lm.c.step, lm.c.timestamp).where(lm.c.run_id == run_id).order_by(lm.c.key)
-        ).all()
-    return ok({"run_id": run_id, "metrics": [{"key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in rows]})
+    rows = store.latest_metrics(run_id)
+    return ok({"run_id": run_id, "metrics": [
+        {"key": m.key, "value": None if m.value != m.value else m.value, "step": m.step, "timestamp": m.timestamp}
+        for m in rows
+    ]})
 
 
 @router.get("/series", summary="Metric series of one or more runs, downsampled to about `points` each")
@@ -70,12 +68,12 @@ def series(
     store = ctx.store
     ids = [store.resolve_run(r) for r in refs]
     statuses = {r.id: r.status for r in store.get_runs(ids)}
-    lm = schema.latest_metrics
-    with store.read() as conn:
-        query = select(lm.c.run_id, lm.c.key, lm.c.step, lm.c.timestamp).where(lm.c.run_id.in_(ids))
-        if keys:
-            query = query.where(lm.c.key.in_(keys))
-        latest = {(r, k): (s, t) for r, k, s, t in conn.execute(query)}
+    latest = {
+        (run_id, m.key): (m.step, m.timestamp)
+        for run_id in dict.fromkeys(ids)
+        for m in store.latest_metrics(run_id)
+        if not keys or m.key in keys
+    }
     wanted = [(r, k) for r in ids for k in (keys or sorted({k for (rr, k) in latest if rr == r}))]
     if len(wanted) > MAX_SERIES:
         raise InvalidInput(f"too many series ({len(wanted)}; at most {MAX_SERIES})", hint="name fewer runs or keys")

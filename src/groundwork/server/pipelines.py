@@ -16,21 +16,19 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import func, select
 
 from groundwork.errors import GroundworkError
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, bounded_int, ok
 from groundwork.server.runs import _summary
-from groundwork.storage import schema
-from groundwork.storage.metadata import RunRow
+from groundwork.storage.records import RunRow
 
 router = APIRouter(tags=["pipelines"])
 Context = Annotated[ServerContext, Depends(get_context)]
 
 MAX_LIMIT = 500
 MAX_STEPS = 2000
-_runs = schema.runs
+_PIPELINES = "kind = 'pipeline'"
 
 
 @router.get("/pipelines", summary="Pipeline runs, newest first, with their steps counted by state")
@@ -38,19 +36,9 @@ def list_pipelines(ctx: Context, limit: int = 50, offset: int = 0) -> JSON:
     bounded_int("limit", limit, 1, MAX_LIMIT)
     bounded_int("offset", offset, 0, 10_000_000)
     store = ctx.store
-    rows = store.search_runs(_runs.c.kind == "pipeline", limit=limit, offset=offset)
-    counts: dict[str, dict[str, int]] = {r.id: {} for r in rows}
-    if rows:
-        with store.read() as conn:
-            for parent, status, n in conn.execute(
-                select(_runs.c.parent_id, _runs.c.status, func.count())
-                .where(_runs.c.parent_id.in_(list(counts)))
-                .group_by(_runs.c.parent_id, _runs.c.status)
-            ):
-                counts[parent][status] = int(n)
-            total = int(conn.execute(select(func.count()).where(_runs.c.kind == "pipeline")).scalar() or 0)
-    else:
-        total = 0
+    rows = store.search_runs(_PIPELINES, limit=limit, offset=offset)
+    counts = store.child_counts([r.id for r in rows])
+    total = ctx.counts.get_or_compute(("pipelines", store.url), lambda: store.count_runs(_PIPELINES))
     out = []
     for row in rows:
         data = _summary(row, None)
@@ -63,7 +51,7 @@ def list_pipelines(ctx: Context, limit: int = 50, offset: int = 0) -> JSON:
 def get_pipeline(ctx: Context, ref: str) -> JSON:
     store = ctx.store
     run = store.get_run(store.resolve_run(ref))
-    steps = store.search_runs(_runs.c.parent_id == run.id, order_by=[_runs.c.created_at], limit=MAX_STEPS)
+    steps = store.child_runs(run.id, limit=MAX_STEPS)
     return ok({"pipeline": _summary(run, None), "dag": _dag(ctx, run, steps)})
 
 
@@ -110,21 +98,15 @@ def _dag(ctx: ServerContext, pipeline: RunRow, steps: list[RunRow]) -> dict[str,
 
 def _dag_from_data(ctx: ServerContext, pipeline: RunRow, by_step: dict[str, RunRow]) -> dict[str, Any]:
     """Nodes (one per step name) and edges (artifact flow between steps), for runs without pipeline.json."""
-    store = ctx.store
     producers: dict[str, str] = {}
     inputs: dict[str, list[str]] = {}
-    ra = schema.run_artifacts
-    ids = [row.id for row in by_step.values()]
     name_of = {row.id: name for name, row in by_step.items()}
-    if ids:
-        with store.read() as conn:
-            for run_id, direction, digest in conn.execute(
-                select(ra.c.run_id, ra.c.direction, ra.c.digest).where(ra.c.run_id.in_(ids))
-            ):
-                if direction == "output":
-                    producers.setdefault(digest, name_of[run_id])
-                else:
-                    inputs.setdefault(name_of[run_id], []).append(digest)
+    for run_id, links in ctx.pipelines.links_for_runs(list(name_of)).items():
+        for link in links:
+            if link.direction == "output":
+                producers.setdefault(link.digest, name_of[run_id])
+            else:
+                inputs.setdefault(name_of[run_id], []).append(link.digest)
     edges = set()
     for consumer, digests in inputs.items():
         for digest in digests:

@@ -17,7 +17,6 @@ from groundwork.errors import GroundworkError
 from groundwork.server.context import ServerContext, TTLCache, get_context
 from groundwork.server.responses import JSON, bounded_int, ok
 from groundwork.server.runs import _summary
-from groundwork.storage import schema
 
 router = APIRouter(tags=["sweeps"])
 Context = Annotated[ServerContext, Depends(get_context)]
@@ -30,7 +29,7 @@ _importance: TTLCache[tuple[dict[str, float], str | None]] = TTLCache(64, None)
 def list_sweeps(ctx: Context, limit: int = 50, offset: int = 0) -> JSON:
     bounded_int("limit", limit, 1, MAX_LIMIT)
     bounded_int("offset", offset, 0, 10_000_000)
-    rows = ctx.store.search_runs(schema.runs.c.kind == "sweep", limit=limit, offset=offset)
+    rows = ctx.store.search_runs("kind = 'sweep'", limit=limit, offset=offset)
     out = []
     for row in rows:
         data = _summary(row, None)

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     bindparam,
@@ -58,9 +57,13 @@ from groundwork.errors import (
     StoreError,
     UnsupportedURL,
 )
+from groundwork.filters import Expr, OrderKey
 from groundwork.storage import schema
 from groundwork.storage.records import (  # re-exported: the records live in storage.records
+    TERMINAL_STATUSES as TERMINAL_STATUSES,
     ArtifactLink as ArtifactLink,
+    LatestMetric as LatestMetric,
+    LogEntry as LogEntry,
     LogLine as LogLine,
     MetricPoint as MetricPoint,
     MetricSegment as MetricSegment,
@@ -69,14 +72,16 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
     RunEnd as RunEnd,
     RunRow as RunRow,
 )
+from groundwork.storage.search import Plan, all_keys, page_ids, parse_search
 
 #: The newest migration this version of groundwork knows.
 HEAD_REVISION = "0003"
 _KNOWN_REVISIONS = ("0001", "0002", "0003")
 
-TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached", "pruned")
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
+#: How long the number of runs (a planning input) is reused before it is counted again.
+_TOTAL_TTL_S = 5.0
 
 _SQLITE_INSERT_CHUNK = (
     "INSERT INTO metric_chunks (run_id, key, count, first_step, last_step, steps, \"values\", timestamps) "
@@ -118,8 +123,13 @@ def _float_or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-class MetadataStore:
-    """Rows about runs, in SQLite or PostgreSQL. Thread-safe; one per process and URL is plenty."""
+class SqlMetadataStore:
+    """The metadata store contract (:class:`groundwork.storage.stores.MetadataStore`) on SQLite or PostgreSQL.
+
+    Thread-safe; one per process and URL is plenty. The registry and pipeline stores of
+    the same database (:mod:`groundwork.storage.registry`, :mod:`groundwork.storage.pipelines`)
+    write through its :meth:`write` transactions and :meth:`dialect_insert`.
+    """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = normalize_store_url(url)
@@ -148,6 +158,7 @@ class MetadataStore:
             self._read_engine = self._engine
         self._lock = threading.Lock()
         self._known_environments: set[str] = set()
+        self._total_cache: tuple[float, int] = (-math.inf, 0)
         self._migrate()
 
     # -- opening -----------------------------------------------------------
@@ -288,24 +299,25 @@ class MetadataStore:
         except OperationalError as exc:
             raise self._store_error(exc) from None
 
-    def _insert(self, table: Any) -> Any:
+    def dialect_insert(self, table: Any) -> Any:
+        """An INSERT of this database's dialect (with ``on_conflict_do_*``), for the stores of this database."""
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
     @functools.cached_property
     def _statements(self) -> dict[str, Any]:
         """Upserts built once: constructing ``excluded`` costs a millisecond each time."""
-        params = self._insert(schema.params)
-        tags = self._insert(schema.tags)
-        latest = self._insert(schema.latest_metrics)
+        params = self.dialect_insert(schema.params)
+        tags = self.dialect_insert(schema.tags)
+        latest = self.dialect_insert(schema.latest_metrics)
         lm = schema.latest_metrics
-        link = self._insert(schema.run_artifacts)
+        link = self.dialect_insert(schema.run_artifacts)
         return {
-            "artifact": self._insert(schema.artifacts).on_conflict_do_nothing(),
+            "artifact": self.dialect_insert(schema.artifacts).on_conflict_do_nothing(),
             "link": link.on_conflict_do_update(
                 index_elements=["run_id", "direction", "name"],
                 set_={"digest": link.excluded.digest, "kind": link.excluded.kind, "created_at": link.excluded.created_at},
             ),
-            "environment": self._insert(schema.environments).on_conflict_do_nothing(),
+            "environment": self.dialect_insert(schema.environments).on_conflict_do_nothing(),
             "params": params.on_conflict_do_update(
                 index_elements=["run_id", "key"],
                 set_={"value": params.excluded.value, "value_num": params.excluded.value_num},
@@ -627,34 +639,81 @@ class MetadataStore:
 
     def search_runs(
         self,
-        where: ColumnElement[bool] | None = None,
-        order_by: Sequence[Any] = (),
+        filter: str | Expr | None = None,
+        order_by: str | Sequence[str] | Sequence[OrderKey] | None = None,
         limit: int | None = 100,
         offset: int = 0,
     ) -> list[RunRow]:
-        """Runs matching a compiled filter clause, newest first unless ``order_by`` says otherwise."""
-        query = select(schema.runs)
-        if where is not None:
-            query = query.where(where)
-        query = query.order_by(*order_by, schema.runs.c.created_at.desc(), schema.runs.c.id)
+        """Runs matching a filter (``groundwork.filters`` text or tree), newest first unless ``order_by`` says otherwise.
+
+        Planned so that a page costs what it shows (see :mod:`groundwork.storage.search`):
+        a selective condition starts the query from its index, one metric or param sort
+        walks its index.
+        """
+        expr, keys = parse_search(filter, order_by)
+        plan = Plan(expr)
+        with self.read() as conn:
+            where = plan.for_page(conn, (limit or 0) + offset, self._total_runs(conn)) if limit is not None else plan.where
+            ids = page_ids(conn, where, keys, limit, offset)
+        return self.get_runs(ids)
+
+    def count_runs(self, filter: str | Expr | None = None) -> int:
+        """How many runs match a filter (every run without one)."""
+        expr, _ = parse_search(filter, None)
+        plan = Plan(expr)
+        with self.read() as conn:
+            where = plan.for_count(conn)
+            if where is None:
+                return self._total_runs(conn, fresh=True)
+            return int(conn.execute(select(func.count()).select_from(schema.runs).where(where)).scalar() or 0)
+
+    def _total_runs(self, conn: Connection, fresh: bool = False) -> int:
+        """The number of runs, for planning (recounted at most every few seconds unless ``fresh``)."""
+        stamp, total = self._total_cache
+        if fresh or time.monotonic() - stamp > _TOTAL_TTL_S:
+            total = int(conn.execute(select(func.count()).select_from(schema.runs)).scalar() or 0)
+            self._total_cache = (time.monotonic(), total)
+        return total
+
+    def child_runs(self, parent_id: str, limit: int | None = None, offset: int = 0) -> list[RunRow]:
+        """A run's children (a pipeline's steps, a sweep's trials), oldest first."""
+        runs = schema.runs
+        query = select(runs.c.id).where(runs.c.parent_id == parent_id).order_by(runs.c.created_at, runs.c.id)
         if limit is not None:
             query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
         with self.read() as conn:
-            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
-            self._attach(conn, rows)
-        return self._detect_crashes(rows)
+            ids = [r[0] for r in conn.execute(query.offset(offset))]
+        return self.get_runs(ids)
 
-    def count_runs(self, where: ColumnElement[bool] | None = None) -> int:
-        query = select(func.count()).select_from(schema.runs)
-        if where is not None:
-            query = query.where(where)
+    def child_counts(self, parent_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many children each of ``parent_ids`` has, by status (every parent present, maybe empty)."""
+        runs = schema.runs
+        out: dict[str, dict[str, int]] = {p: {} for p in parent_ids}
         with self.read() as conn:
-            return int(conn.execute(query).scalar() or 0)
+            for chunk in iter_chunks(list(out), 500):
+                for parent, status, n in conn.execute(
+                    select(runs.c.parent_id, runs.c.status, func.count())
+                    .where(runs.c.parent_id.in_(list(chunk)))
+                    .group_by(runs.c.parent_id, runs.c.status)
+                ):
+                    out[parent][str(status)] = int(n)
+        return out
 
-    def child_runs(self, parent_id: str) -> list[RunRow]:
-        return self.search_runs(schema.runs.c.parent_id == parent_id, order_by=[schema.runs.c.created_at], limit=None)
+    def keys(self, limit: int = 2000) -> dict[str, list[str]]:
+        """Every param, metric and tag key in the store (up to ``limit`` of each), sorted."""
+        with self.read() as conn:
+            return all_keys(conn, limit)
+
+    def latest_metrics(self, run_id: str) -> list[LatestMetric]:
+        """The last point of each of a run's series, by key."""
+        lm = schema.latest_metrics
+        with self.read() as conn:
+            return [
+                LatestMetric(k, _float_or_nan(v), int(step), float(t))
+                for k, v, step, t in conn.execute(
+                    select(lm.c.key, lm.c.value, lm.c.step, lm.c.timestamp).where(lm.c.run_id == run_id).order_by(lm.c.key)
+                )
+            ]
 
     def _attach(self, conn: Connection, rows: list[RunRow]) -> None:
         if not rows:
@@ -761,6 +820,36 @@ class MetadataStore:
             rows.reverse()
         return rows
 
+    def log_entries(
+        self,
+        run_id: str,
+        *,
+        stream: str | None = None,
+        tail: int | None = None,
+        after: int | None = None,
+        contains: str | None = None,
+    ) -> list[LogEntry]:
+        """Captured output with ids: the last ``tail`` chunks, or the first ``tail`` after id ``after``,
+        optionally only chunks containing ``contains`` (case-insensitive)."""
+        lg = schema.run_logs
+        query = select(lg.c.id, lg.c.stream, lg.c.timestamp, lg.c.text).where(lg.c.run_id == run_id)
+        if stream:
+            query = query.where(lg.c.stream == stream)
+        if contains:
+            escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(lg.c.text.ilike(f"%{escaped}%", escape="\\"))
+        if after is not None:
+            query = query.where(lg.c.id > after).order_by(lg.c.id)
+        else:
+            query = query.order_by(lg.c.id.desc())
+        if tail is not None:
+            query = query.limit(tail)
+        with self.read() as conn:
+            rows = [LogEntry(int(i), s, float(t), x) for i, s, t, x in conn.execute(query)]
+        if after is None:
+            rows.reverse()
+        return rows
+
     def integrity_check(self) -> bool:
         """SQLite's own integrity check (True on PostgreSQL)."""
         if self.dialect != "sqlite":
@@ -797,11 +886,11 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-_stores: dict[tuple[int, str], MetadataStore] = {}
+_stores: dict[tuple[int, str], SqlMetadataStore] = {}
 _stores_lock = threading.Lock()
 
 
-def open_metadata_store(url: str, *, create: bool = True) -> MetadataStore:
+def open_metadata_store(url: str, *, create: bool = True) -> SqlMetadataStore:
     """The process-wide store for ``url`` (opened, and migrated, once).
 
     With ``create=False`` a SQLite store must exist already (:class:`StoreError` otherwise):
@@ -811,7 +900,7 @@ def open_metadata_store(url: str, *, create: bool = True) -> MetadataStore:
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = MetadataStore(url, create=create)
+            store = SqlMetadataStore(url, create=create)
             _stores[key] = store
         return store
 

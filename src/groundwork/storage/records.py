@@ -21,6 +21,9 @@ import numpy as np
 
 # -- runs ----------------------------------------------------------------------------------------
 
+#: Statuses a run never leaves.
+TERMINAL_STATUSES = ("finished", "failed", "crashed", "cached", "pruned")
+
 MetricPoint = tuple[str, str, int, float, float]  # run_id, key, step, value, timestamp
 LogLine = tuple[str, str, float, str]  # run_id, stream, timestamp, text
 
@@ -107,6 +110,26 @@ class RunEnd:
     status: str
     exit_code: int | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One chunk of captured output, with its id (for following a live log)."""
+
+    id: int
+    stream: str
+    timestamp: float
+    text: str
+
+
+@dataclass(frozen=True)
+class LatestMetric:
+    """The last point of one metric series of a run."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: float
 
 
 @dataclass(frozen=True)

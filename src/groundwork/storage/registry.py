@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from groundwork.storage import schema
-from groundwork.storage.metadata import MetadataStore
+from groundwork.storage.metadata import SqlMetadataStore
 from groundwork.storage.records import (  # re-exported: the records live in storage.records
     AliasMove as AliasMove,
     ArtifactRow as ArtifactRow,
@@ -32,10 +32,10 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
 )
 
 
-def _insert_artifact(store: MetadataStore, conn: Any, artifact: ArtifactRow, now: float) -> None:
+def _insert_artifact(db: SqlMetadataStore, conn: Any, artifact: ArtifactRow, now: float) -> None:
     """The ``artifacts`` row of ``artifact`` (kept when it exists), in the caller's transaction."""
     conn.execute(
-        store._insert(schema.artifacts).on_conflict_do_nothing(),
+        db.dialect_insert(schema.artifacts).on_conflict_do_nothing(),
         {"digest": artifact.digest, "size": artifact.size, "is_dir": artifact.is_dir,
          "file_count": artifact.file_count, "created_at": now},
     )
@@ -45,11 +45,11 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-class RegistryStore:
-    """The registry's rows in a :class:`MetadataStore` (SQLite or PostgreSQL)."""
+class SqlRegistryStore:
+    """The registry contract (:class:`groundwork.storage.stores.RegistryStore`) on a SQL metadata store."""
 
-    def __init__(self, store: MetadataStore) -> None:
-        self.store = store
+    def __init__(self, db: SqlMetadataStore) -> None:
+        self.db = db
 
     # -- writes ------------------------------------------------------------------------
     def create_version(
@@ -73,11 +73,11 @@ class RegistryStore:
         given, linked as an output of that run (``kind="model"``, named ``link_name``).
         """
         now = time.time()
-        store = self.store
-        with store.write() as conn:
-            _insert_artifact(store, conn, artifact, now)
+        db = self.db
+        with db.write() as conn:
+            _insert_artifact(db, conn, artifact, now)
             conn.execute(
-                store._insert(schema.models).on_conflict_do_nothing(),
+                db.dialect_insert(schema.models).on_conflict_do_nothing(),
                 {"name": name, "description": None, "created_at": now, "latest_version": 0},
             )
             models = schema.models
@@ -103,7 +103,7 @@ class RegistryStore:
                 },
             )
             if run_id is not None:
-                stmt = store._insert(schema.run_artifacts)
+                stmt = db.dialect_insert(schema.run_artifacts)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["run_id", "direction", "name"],
                     set_={"digest": stmt.excluded.digest, "kind": stmt.excluded.kind, "created_at": now},
@@ -116,7 +116,7 @@ class RegistryStore:
         return version
 
     def set_description(self, name: str, description: str | None, version: int | None = None) -> None:
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             if version is None:
                 conn.execute(update(schema.models).where(schema.models.c.name == name).values(description=description))
             else:
@@ -134,7 +134,7 @@ class RegistryStore:
         """
         now = time.time()
         models, aliases = schema.models, schema.model_aliases
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             # Take the model row's lock (PostgreSQL; SQLite already holds the write lock).
             conn.execute(select(models.c.name).where(models.c.name == name).with_for_update()).first()
             current = conn.execute(
@@ -146,7 +146,7 @@ class RegistryStore:
             if version is None:
                 conn.execute(delete(aliases).where(aliases.c.name == name, aliases.c.alias == alias))
             else:
-                stmt = self.store._insert(aliases)
+                stmt = self.db.dialect_insert(aliases)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["name", "alias"],
                     set_={"version": stmt.excluded.version, "updated_at": stmt.excluded.updated_at},
@@ -177,7 +177,7 @@ class RegistryStore:
                 "outputs": outputs if isinstance(outputs, str) else _dumps(outputs),
                 "latency_ms": row.get("latency_ms"),
             })
-        with self.store.write() as conn:
+        with self.db.write() as conn:
             conn.execute(insert(schema.prediction_samples), values)
 
     def add_export(
@@ -194,9 +194,9 @@ class RegistryStore:
     ) -> int:
         """Record a passed export of ``name``/``version`` and its bundle artifact (one transaction); returns its id."""
         now = time.time()
-        store = self.store
-        with store.write() as conn:
-            _insert_artifact(store, conn, artifact, now)
+        db = self.db
+        with db.write() as conn:
+            _insert_artifact(db, conn, artifact, now)
             result = conn.execute(
                 insert(schema.model_exports),
                 {"name": name, "version": version, "target": target, "precision": precision,
@@ -209,52 +209,52 @@ class RegistryStore:
 
     # -- reads -------------------------------------------------------------------------
     def get_model(self, name: str) -> ModelRow | None:
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
         return ModelRow(**dict(row._mapping)) if row else None
 
     def list_models(self) -> list[ModelRow]:
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(schema.models).order_by(schema.models.c.name))
             return [ModelRow(**dict(r._mapping)) for r in rows]
 
     def model_names(self) -> list[str]:
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             return [r[0] for r in conn.execute(select(schema.models.c.name).order_by(schema.models.c.name))]
 
     def get_version(self, name: str, version: int) -> VersionRow | None:
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(mv).where(mv.c.name == name, mv.c.version == version)).first()
         return VersionRow.from_mapping(row._mapping) if row else None
 
     def latest_version(self, name: str) -> int | None:
         """The highest existing version number of ``name`` (None when it has none)."""
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             value = conn.execute(select(func.max(mv.c.version)).where(mv.c.name == name)).scalar()
         return None if value is None else int(value)
 
     def list_versions(self, name: str) -> list[VersionRow]:
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(mv).where(mv.c.name == name).order_by(mv.c.version))
             return [VersionRow.from_mapping(r._mapping) for r in rows]
 
     def version_numbers(self, name: str) -> list[int]:
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             return [int(r[0]) for r in conn.execute(select(mv.c.version).where(mv.c.name == name).order_by(mv.c.version))]
 
     def versions_for_run(self, run_id: str) -> list[VersionRow]:
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(mv).where(mv.c.run_id == run_id).order_by(mv.c.name, mv.c.version))
             return [VersionRow.from_mapping(r._mapping) for r in rows]
 
     def versions_for_artifact(self, digest: str) -> list[VersionRow]:
         mv = schema.model_versions
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(
                 select(mv).where((mv.c.artifact_digest == digest) | (mv.c.onnx_digest == digest))
                 .order_by(mv.c.name, mv.c.version)
@@ -264,7 +264,7 @@ class RegistryStore:
     def aliases(self, name: str) -> dict[str, int]:
         """``{alias: version}`` of one model, sorted by alias."""
         a = schema.model_aliases
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(a.c.alias, a.c.version).where(a.c.name == name).order_by(a.c.alias))
             return {alias: int(version) for alias, version in rows}
 
@@ -272,7 +272,7 @@ class RegistryStore:
         """``{model: {alias: version}}`` for every model that has an alias."""
         a = schema.model_aliases
         out: dict[str, dict[str, int]] = {}
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             for name, alias, version in conn.execute(
                 select(a.c.name, a.c.alias, a.c.version).order_by(a.c.name, a.c.alias)
             ):
@@ -282,7 +282,7 @@ class RegistryStore:
     def alias_version(self, name: str, alias: str) -> int | None:
         """Where ``alias`` of ``name`` points (one indexed read: cheap enough to poll)."""
         a = schema.model_aliases
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             value = conn.execute(select(a.c.version).where(a.c.name == name, a.c.alias == alias)).scalar()
         return None if value is None else int(value)
 
@@ -295,7 +295,7 @@ class RegistryStore:
         query = query.order_by(h.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             return [AliasMove(**dict(r._mapping)) for r in conn.execute(query)]
 
     def prediction_samples(
@@ -309,7 +309,7 @@ class RegistryStore:
         query = query.order_by(p.c.id.desc())
         if limit is not None:
             query = query.limit(limit)
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             out = []
             for r in conn.execute(query):
                 values = dict(r._mapping)
@@ -320,7 +320,7 @@ class RegistryStore:
 
     def count_prediction_samples(self, model: str) -> int:
         p = schema.prediction_samples
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(p).where(p.c.model == model)).scalar() or 0)
 
     def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
@@ -329,18 +329,18 @@ class RegistryStore:
         query = select(e).where(e.c.name == name)
         if version is not None:
             query = query.where(e.c.version == version)
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             return [ExportRow.from_mapping(r._mapping) for r in conn.execute(query.order_by(e.c.id.desc()))]
 
     def get_export(self, export_id: int) -> ExportRow | None:
         e = schema.model_exports
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             row = conn.execute(select(e).where(e.c.id == export_id)).first()
         return ExportRow.from_mapping(row._mapping) if row else None
 
     def exports_for_artifact(self, digest: str) -> list[ExportRow]:
         """Exports whose bundle is the artifact ``digest``."""
         e = schema.model_exports
-        with self.store.read() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(select(e).where(e.c.artifact_digest == digest).order_by(e.c.id))
             return [ExportRow.from_mapping(r._mapping) for r in rows]

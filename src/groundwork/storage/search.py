@@ -16,7 +16,21 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+)
 
 from groundwork.errors import InvalidFilter
 from groundwork.filters import (
@@ -31,6 +45,7 @@ from groundwork.filters import (
     Or,
     OrderKey,
     Value,
+    parse_filter,
     parse_order,
 )
 from groundwork.storage import schema
@@ -187,3 +202,224 @@ def _order(field: Field, descending: bool) -> list[ColumnElement[Any]]:
     t = schema.tags.alias()
     text = select(t.c.value).where(t.c.run_id == _runs.c.id, t.c.key == field.key).scalar_subquery()
     return [direction(text)]
+
+
+# -- the planner: a page costs what it shows -------------------------------------------------------
+#
+# The runs table stays quick at 100,000 runs because a page never reads more than it shows:
+# * a page is LIMIT/OFFSET over indexed columns. Sorting by one metric or one param walks the
+#   ``(key, value)`` index of ``latest_metrics`` / ``params`` instead of computing a sort key
+#   for every run (:func:`page_ids`);
+# * a selective filter is driven from an index: when one ``and``-ed condition such as
+#   ``metrics.acc > 0.99`` matches few runs (counted on its ``(key, value)`` index, up to a
+#   cap), the query starts from those runs instead of walking every run newest first
+#   (:func:`drivers`); the same makes a filtered count cheap.
+
+#: A driving condition is counted up to this many runs (an index range scan of at most this many entries).
+DRIVER_CAP = 10_000
+
+_runs = schema.runs
+_DRIVER_OPS: dict[str, Callable[[ColumnElement[Any], Any], ColumnElement[bool]]] = {
+    "=": lambda c, v: c == v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+}
+
+
+class Plan:
+    """A parsed filter compiled to SQL, with the index-backed candidate sets its ``and``-ed conditions allow."""
+
+    def __init__(self, expr: Expr | None) -> None:
+        self.expr = expr
+        self.where: ColumnElement[bool] | None = None if expr is None else compile_filter(expr)
+        self.drivers: list[Select[Any]] = [] if expr is None else drivers(expr)
+        self._sizes: list[int] | None = None
+
+    def smallest(self, conn: Connection) -> tuple[Select[Any], int] | None:
+        """The driver that matches the fewest runs (counted up to ``DRIVER_CAP``), with that count."""
+        if not self.drivers:
+            return None
+        if self._sizes is None:
+            self._sizes = [
+                int(conn.execute(select(func.count()).select_from(d.limit(DRIVER_CAP + 1).subquery())).scalar() or 0)
+                for d in self.drivers
+            ]
+        size, index = min((size, i) for i, size in enumerate(self._sizes))
+        return self.drivers[index], size
+
+    def for_page(self, conn: Connection, needed: int, all_runs: int) -> ColumnElement[bool] | None:
+        """The WHERE clause of a page that ends ``needed`` runs in.
+
+        Walking runs newest first reads about ``needed / selectivity`` runs; starting from a
+        driver reads its ``size`` runs and sorts them. With a driver's selectivity taken as
+        ``size / all_runs``, starting from it is cheaper when ``size² < needed · all_runs``.
+        """
+        best = self.smallest(conn)
+        if self.where is None or best is None:
+            return self.where
+        driver, size = best
+        if not worth_driving(size, needed, all_runs):
+            return self.where
+        return and_(_runs.c.id.in_(driver), self.where)
+
+    def for_count(self, conn: Connection) -> ColumnElement[bool] | None:
+        """A count visits every match anyway: starting from the smallest driver never costs more."""
+        best = self.smallest(conn)
+        if self.where is None or best is None:
+            return self.where
+        return and_(_runs.c.id.in_(best[0]), self.where)
+
+
+def worth_driving(size: int, needed: int, all_runs: int) -> bool:
+    """Whether starting a page from a driver of ``size`` runs beats walking ``all_runs`` newest first."""
+    return size <= DRIVER_CAP and size * size <= needed * max(all_runs, 1)
+
+
+def drivers(expr: Expr) -> list[Select[Any]]:
+    """Candidate run-id sets, one per top-level ``and``-ed condition that an index answers.
+
+    Each equals the runs its condition matches, as :func:`compile_filter` compiles it:
+    ``metrics.K op number`` on ``latest_metrics (key, value)``, ``params.K op number`` on
+    ``params (key, value_num)``, and ``status = '…'`` / ``name = '…'`` on their indexes.
+    Since every condition of an ``and`` must hold, any one of them may start the query;
+    the filter itself still applies.
+    """
+    terms: list[Expr] = []
+    pending: list[Expr] = [expr]
+    while pending:
+        term = pending.pop()
+        if isinstance(term, And):
+            pending.extend(term.terms)
+        else:
+            terms.append(term)
+    out: list[Select[Any]] = []
+    for term in terms:
+        if not isinstance(term, Comparison) or term.op not in _DRIVER_OPS:
+            continue
+        namespace, key, value = term.field.namespace, term.field.key, term.value
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if namespace == "metrics" and numeric:
+            lm = schema.latest_metrics
+            out.append(select(lm.c.run_id).where(lm.c.key == key, _DRIVER_OPS[term.op](lm.c.value, value)))
+        elif namespace == "params" and numeric:
+            p = schema.params
+            out.append(select(p.c.run_id).where(p.c.key == key, _DRIVER_OPS[term.op](p.c.value_num, value)))
+        elif namespace == "attr" and key in ("status", "name") and term.op == "=" and isinstance(value, str):
+            out.append(select(_runs.c.id).where(_runs.c[key] == value))
+    return out
+
+
+def page_ids(
+    conn: Connection, where: ColumnElement[bool] | None, keys: Sequence[OrderKey], limit: int | None, offset: int
+) -> list[str]:
+    """The ids of one page, in order.
+
+    The order is exactly :func:`order_clauses`' (runs without the key last, NaN metrics
+    after numbers, then newest first). One metric or param is served from its index in
+    segments (has a value / NaN or text / missing) so that a page costs what it shows.
+    """
+    newest = [_runs.c.created_at.desc(), _runs.c.id]
+    single = keys[0] if len(keys) == 1 and keys[0].field.namespace in ("metrics", "params") else None
+    if single is None or limit is None:
+        query = select(_runs.c.id).order_by(*order_clauses(keys), *newest)
+        if where is not None:
+            query = query.where(where)
+        if limit is not None:
+            query = query.limit(limit)
+        return [r[0] for r in conn.execute(query.offset(offset))]
+    key, descending = single.field.key, single.descending
+    segments = _metric_segments(key, descending) if single.field.namespace == "metrics" else _param_segments(key, descending)
+    if where is not None:
+        segments = [s.where(where) for s in segments]
+    return _segmented(conn, segments, limit, offset)
+
+
+def _direction(column: Any, descending: bool) -> Any:
+    return column.desc() if descending else column.asc()
+
+
+def _metric_segments(key: str, descending: bool) -> list[Select[Any]]:
+    lm = schema.latest_metrics
+    newest = [_runs.c.created_at.desc(), _runs.c.id]
+    joined = select(_runs.c.id).join(lm, and_(lm.c.run_id == _runs.c.id, lm.c.key == key))
+    present = exists().where(lm.c.run_id == _runs.c.id, lm.c.key == key)
+    return [
+        joined.where(lm.c.value.is_not(None)).order_by(_direction(lm.c.value, descending), *newest),
+        joined.where(lm.c.value.is_(None)).order_by(*newest),  # NaN
+        select(_runs.c.id).where(~present).order_by(*newest),
+    ]
+
+
+def _param_segments(key: str, descending: bool) -> list[Select[Any]]:
+    p = schema.params
+    newest = [_runs.c.created_at.desc(), _runs.c.id]
+    joined = select(_runs.c.id).join(p, and_(p.c.run_id == _runs.c.id, p.c.key == key))
+    present = exists().where(p.c.run_id == _runs.c.id, p.c.key == key)
+    return [
+        joined.where(p.c.value_num.is_not(None)).order_by(
+            _direction(p.c.value_num, descending), _direction(p.c.value, descending), *newest
+        ),
+        joined.where(p.c.value_num.is_(None)).order_by(_direction(p.c.value, descending), *newest),  # text values
+        select(_runs.c.id).where(~present).order_by(*newest),
+    ]
+
+
+def _segmented(conn: Connection, segments: list[Select[Any]], limit: int, offset: int) -> list[str]:
+    """LIMIT/OFFSET over the concatenation of ordered segments, counting a segment only when skipped whole."""
+    out: list[str] = []
+    skip = offset
+    for index, segment in enumerate(segments):
+        need = limit - len(out)
+        if need <= 0:
+            break
+        got = [r[0] for r in conn.execute(segment.limit(need).offset(skip))]
+        out.extend(got)
+        if len(got) == need or index == len(segments) - 1:
+            continue
+        if got:
+            skip = 0
+        else:
+            size = conn.execute(select(func.count()).select_from(segment.order_by(None).subquery())).scalar()
+            skip = max(0, skip - int(size or 0))
+    return out
+
+
+def parse_search(
+    filter: str | Expr | None, order_by: str | Sequence[str] | Sequence[OrderKey] | None
+) -> tuple[Expr | None, list[OrderKey]]:
+    """A filter and sort given as text (or already parsed), parsed: what every store's search takes."""
+    expr: Expr | None
+    if filter is None or (isinstance(filter, str) and not filter.strip()):
+        expr = None
+    elif isinstance(filter, str):
+        expr = parse_filter(filter)
+    else:
+        expr = filter
+    specs: list[Any] = [order_by] if isinstance(order_by, str) else list(order_by or [])
+    keys: list[OrderKey] = []
+    for spec in specs:
+        if isinstance(spec, OrderKey):
+            keys.append(spec)
+        elif isinstance(spec, str) and spec.strip():
+            keys.extend(parse_order(spec))
+    return expr, keys
+
+
+_SKIP_SCAN = """
+WITH RECURSIVE k(key) AS (
+    SELECT min(key) FROM {table}
+    UNION ALL
+    SELECT (SELECT min(key) FROM {table} WHERE key > k.key) FROM k WHERE k.key IS NOT NULL
+)
+SELECT key FROM k WHERE key IS NOT NULL LIMIT :limit
+"""
+
+
+def all_keys(conn: Connection, limit: int) -> dict[str, list[str]]:
+    """Distinct param, metric and tag keys. Params and metrics skip-scan their ``(key, ...)`` index."""
+    params = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="params")), {"limit": limit})]
+    metrics = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="latest_metrics")), {"limit": limit})]
+    tags = [r[0] for r in conn.execute(select(schema.tags.c.key).distinct().order_by(schema.tags.c.key).limit(limit))]
+    return {"params": params, "metrics": metrics, "tags": tags}

@@ -15,8 +15,7 @@ import pytest
 
 import groundwork as gw
 from groundwork.errors import InvalidInput, error_body
-from groundwork.storage.metadata import open_metadata_store
-from groundwork.storage.registry import RegistryStore
+from groundwork.storage.stores import open_stores
 
 from .conftest import Registry, Server, serve_process
 
@@ -226,7 +225,7 @@ def test_prediction_samples_are_stored(registry: Registry, served: Any) -> None:
     with served("raw", flags=("--sample-rate", "1")) as server:
         for i in range(5):
             assert server.predict("raw", {"inputs": x[i:i + 1].tolist()}).status_code == 200
-        reg = RegistryStore(open_metadata_store(registry.config.store_url))
+        reg = open_stores(registry.config).registry
         deadline = time.monotonic() + 60
         while reg.count_prediction_samples("raw") < 5 and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -51,8 +51,8 @@ from groundwork.core.pipelines.pipeline import Pipeline, load_pipeline
 from groundwork.core.pipelines.step import Output
 from groundwork.core.pipelines.worker import InputSpec, OutputInfo, StepOutcome, StepTask
 from groundwork.errors import ExecutionError, GroundworkError, InvalidInput
-from groundwork.storage.metadata import MetadataStore, RunRow
-from groundwork.storage.pipelines import Link, NewRun, find_cached, finish_run, insert_runs
+from groundwork.storage.records import Link, NewRun, RunRow
+from groundwork.storage.stores import MetadataStore, open_stores
 
 #: Running step runs get a heartbeat this often (crash detection waits 30 s).
 HEARTBEAT_INTERVAL_S = 5.0
@@ -323,8 +323,6 @@ class _Runner:
         echo: bool,
         on_event: Callable[[StepEvent], None] | None,
     ) -> None:
-        from groundwork.core.tracking import artifact_store_for, metadata_store_for
-
         self.pipeline = pipeline
         self.graph = graph
         self.config = config
@@ -335,8 +333,10 @@ class _Runner:
         self.max_workers = max_workers
         self.echo = echo
         self.on_event = on_event
-        self.store = metadata_store_for(config)
-        self.artifacts = artifact_store_for(config)
+        stores = open_stores(config)
+        self.store = stores.metadata
+        self.pipelines = stores.pipelines
+        self.artifacts = stores.artifacts
         self.code = CodeDigest()
         self.package_memo: dict[str, str | None] = {}
         self.file_digests: dict[str, Any] = {}
@@ -392,7 +392,7 @@ class _Runner:
         hits = [r for r in self.pending_rows if r.row.get("status") == "cached"]
         self.pending_rows, self.pending_tasks = [], []
         try:
-            insert_runs(self.store, hits)
+            self.pipelines.insert_runs(hits)
         except Exception:
             pass
         for task_step in self.result.steps.values():
@@ -403,7 +403,7 @@ class _Runner:
             step = self.result.steps[node]
             step.status, step.error, step.ended_at = "failed", reason, time.time()
             try:
-                finish_run(self.store, step.run_id or "", "failed", error=reason)
+                self.pipelines.finish_run(step.run_id or "", "failed", error=reason)
             except Exception:
                 pass
         self.result.status = "failed"
@@ -428,9 +428,8 @@ class _Runner:
                 error += "\n" + first.traceback
         # The pipeline run owns the writer's heartbeat: end it through the tracking API.
         finish_links = [link for link in links if link.direction == "output"]
-        from groundwork.storage.pipelines import add_links
 
-        add_links(self.store, self.prun.id, finish_links)
+        self.pipelines.add_links(self.prun.id, finish_links)
         self.prun.set_tags(summary)
         self.prun.end(status, error=error)
         result.status = status
@@ -621,7 +620,7 @@ class _Runner:
     # -- the cache ---------------------------------------------------------------------------------
     def _try_cache(self, prepared: _Prepared) -> bool:
         node = prepared.node
-        candidates = find_cached(self.store, [prepared.key], tag_keys=[TAG_OUTPUTS]).get(prepared.key, [])
+        candidates = self.pipelines.find_cached([prepared.key], tag_keys=[TAG_OUTPUTS]).get(prepared.key, [])
         for candidate in candidates:
             outputs = _outputs_from(candidate.outputs, candidate.tags.get(TAG_OUTPUTS))
             if outputs is None or set(outputs) != set(node.outputs):
@@ -720,7 +719,7 @@ class _Runner:
     def _flush(self) -> None:
         """Write the runs found in this pass (one transaction), then start their tasks."""
         if self.pending_rows:
-            insert_runs(self.store, self.pending_rows)
+            self.pipelines.insert_runs(self.pending_rows)
             self.pending_rows = []
         tasks, self.pending_tasks = self.pending_tasks, []
         for task, resources, step in tasks:
@@ -758,13 +757,13 @@ class _Runner:
             tags = {TAG_OUTPUTS: _outputs_tag(outcome.outputs)}
             if task.attempt > 1:
                 tags[TAG_ATTEMPTS] = str(task.attempt)
-            finish_run(self.store, task.run_id, "finished", links=links, tags=tags, environment=outcome.environment)
+            self.pipelines.finish_run(task.run_id, "finished", links=links, tags=tags, environment=outcome.environment)
             self._set(node_name, "finished", outputs=outputs, started_at=outcome.started_at or step.started_at,
                       ended_at=outcome.ended_at or time.time())
             return "finished"
         error = outcome.error or "failed"
         detail = f"{error}\n{outcome.traceback}" if outcome.traceback else error
-        finish_run(self.store, task.run_id, "failed", error=detail, environment=outcome.environment)
+        self.pipelines.finish_run(task.run_id, "failed", error=detail, environment=outcome.environment)
         self._set(node_name, "failed", error=error, traceback=outcome.traceback,
                   ended_at=outcome.ended_at or time.time())
         return "failed"
@@ -868,9 +867,7 @@ def _outputs_from(links: Sequence[Any], tag: str | None) -> dict[str, OutputInfo
 
 def step_outputs(run_id: str, config: Config) -> dict[str, OutputInfo]:
     """The outputs of a recorded step run (for loading them back, or reproducing the run)."""
-    from groundwork.core.tracking import metadata_store_for
-
-    store = metadata_store_for(config)
+    store = open_stores(config).metadata
     row = store.get_run(run_id)
     outputs = _outputs_from(store.run_artifacts(run_id, "output"), row.tags.get(TAG_OUTPUTS))
     return outputs or {}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from groundwork.config import Config
 from groundwork.errors import ArtifactNotFound, ExecutionError
-from groundwork.storage.metadata import RunRow
+from groundwork.storage.records import RunRow
 
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 

@@ -74,8 +74,9 @@ def _child_step(spec: Mapping[str, Any], config: Config) -> str:
 
     from groundwork.core.pipelines.run import TAG_OUTPUTS, TAG_STEP, _outputs_tag, spec_from_json
     from groundwork.core.pipelines.worker import StepTask, execute_task
-    from groundwork.core.tracking import artifact_store_for, metadata_store_for, start_run
-    from groundwork.storage.pipelines import Link, finish_run
+    from groundwork.core.tracking import artifact_store_for, start_run
+    from groundwork.storage.records import Link
+    from groundwork.storage.stores import open_stores
 
     step = _load_step(str(spec["file"]), str(spec["function"]), str(spec["root"]))
     inputs = {name: spec_from_json(value) for name, value in (spec.get("inputs") or {}).items()}
@@ -117,7 +118,7 @@ def _child_step(spec: Mapping[str, Any], config: Config) -> str:
     if error and outcome.traceback:
         print(outcome.traceback, file=sys.stderr)
     status = "finished" if outcome.ok else "failed"
-    finish_run(metadata_store_for(config), run_id, status, links=links,
+    open_stores(config).pipelines.finish_run(run_id, status, links=links,
                tags={TAG_OUTPUTS: _outputs_tag(outcome.outputs)} if outcome.ok else {}, error=error)
     run.end(status, error=error)  # already ended above, with its links: this flushes and stops the heartbeat
     return run_id

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from groundwork.core.reproduce.inputs import InputNote
-from groundwork.storage.metadata import ArtifactLink, MetadataStore, RunRow
+from groundwork.storage.records import ArtifactLink, RunRow
+from groundwork.storage.stores import MetadataStore
 
 #: Output kinds that describe a run rather than its result (never compared).
 NOT_RESULTS = frozenset({"code", "pipeline", "log"})

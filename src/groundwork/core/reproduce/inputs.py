@@ -17,7 +17,7 @@ from typing import Any
 
 from groundwork.core.reproduce.checkout import Checkout, NotReproducible, within
 from groundwork.storage.artifacts import ArtifactStore
-from groundwork.storage.metadata import ArtifactLink
+from groundwork.storage.records import ArtifactLink
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from groundwork.core.reproduce.inputs import (
 )
 from groundwork.errors import InvalidInput
 from groundwork.storage.artifacts import ArtifactStore
-from groundwork.storage.metadata import MetadataStore, RunRow
+from groundwork.storage.records import RunRow
+from groundwork.storage.stores import MetadataStore
 
 #: The tag every rerun carries: the id of the run it reproduces.
 TAG_REPRODUCES = "reproduces"

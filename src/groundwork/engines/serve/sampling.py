@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from groundwork.storage.metadata import open_metadata_store
-from groundwork.storage.registry import RegistryStore
+from groundwork.config import Config
+from groundwork.storage.stores import open_stores
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -26,11 +26,11 @@ _OPTS = orjson.OPT_SERIALIZE_NUMPY
 class PredictionSampler:
     """Keeps ``rate`` of the predictions (0 disables, 1 keeps all) in the metadata store."""
 
-    def __init__(self, store_url: str, rate: float, *, flush_interval_s: float = 1.0, max_buffer: int = 10_000) -> None:
+    def __init__(self, config: Config, rate: float, *, flush_interval_s: float = 1.0, max_buffer: int = 10_000) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("the sample rate is a fraction between 0 and 1")
         self.rate = rate
-        self.store_url = store_url
+        self.config = config
         self.flush_interval_s = flush_interval_s
         self.max_buffer = max_buffer
         self.dropped = 0
@@ -77,7 +77,7 @@ class PredictionSampler:
             for model, version, ts, inputs, outputs, latency_ms in taken
         ]
         try:
-            RegistryStore(open_metadata_store(self.store_url)).add_prediction_samples(rows)
+            open_stores(self.config).registry.add_prediction_samples(rows)
             self.written += len(rows)
         except Exception as exc:  # monitoring must never take serving down
             self.dropped += len(rows)

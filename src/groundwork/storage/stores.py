@@ -1,0 +1,419 @@
+"""The store interface: what every layer above storage reads and writes through.
+
+Three contracts over one database, each a :class:`typing.Protocol` (see
+docs/design/stores.md for why):
+
+* :class:`MetadataStore`: runs, params, tags, metric series, captured logs, artifact
+  links and environments, and run search (the filter language of docs/filters.md).
+* :class:`RegistryStore`: models, versions, aliases and their history, exports and
+  prediction samples.
+* :class:`PipelineStore`: what pipelines and lineage ask in bulk: many runs written in one
+  transaction, cache look-ups, the links of many runs or digests at once.
+
+:func:`open_stores` is the one way to open them (and the artifact store) for a
+:class:`~groundwork.config.Config`: SQLite or PostgreSQL by the store URL today; the team
+server's HTTP client implements the same contracts. Records are
+:mod:`groundwork.storage.records`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from groundwork.filters import Expr, OrderKey
+from groundwork.storage.records import (
+    AliasMove,
+    ArtifactLink,
+    ArtifactRow,
+    CacheCandidate,
+    ExportRow,
+    LatestMetric,
+    Link,
+    LogEntry,
+    LogLine,
+    MetricPoint,
+    MetricSegment,
+    MetricSeries,
+    ModelRow,
+    NewRun,
+    PredictionSample,
+    RunCreate,
+    RunEnd,
+    RunRow,
+    VersionRow,
+)
+
+if TYPE_CHECKING:
+    from groundwork.config import Config
+    from groundwork.storage.artifacts import ArtifactStore
+
+
+class MetadataStore(Protocol):
+    """Runs and what they recorded. Implementations: SQL (:mod:`groundwork.storage.metadata`)."""
+
+    url: str
+
+    @property
+    def display_url(self) -> str:
+        """The store's URL with any password hidden."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (the store may not be used afterwards)."""
+        ...
+
+
+    def create_run(
+        self,
+        row: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        environment: tuple[str, str] | None = None,
+        links: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Insert a run with its params, tags, environment (digest, JSON) and artifact links, in one transaction."""
+        ...
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        ...
+
+    def end_run(
+        self, run_id: str, status: str, *, exit_code: int | None = None, error: str | None = None
+    ) -> None:
+        """Record the end of a run. A run already ended keeps its first ending."""
+        ...
+
+    def heartbeat(self, run_ids: Sequence[str], now: float | None = None) -> None:
+        ...
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        ...
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        ...
+
+    def write_batch(
+        self,
+        points: Sequence[MetricPoint] = (),
+        logs: Sequence[LogLine] = (),
+        heartbeat_ids: Sequence[str] = (),
+        end: RunEnd | None = None,
+        *,
+        segments: Sequence[MetricSegment] = (),
+        creations: Sequence[RunCreate] = (),
+    ) -> None:
+        """New runs, metric points, log lines, heartbeats and a run's end, all in one transaction."""
+        ...
+
+    def log_metrics(self, points: Sequence[MetricPoint]) -> None:
+        ...
+
+    def add_artifact_link(
+        self,
+        run_id: str,
+        direction: str,
+        name: str,
+        *,
+        digest: str,
+        size: int,
+        is_dir: bool,
+        file_count: int,
+        kind: str = "file",
+    ) -> None:
+        ...
+
+    def run_artifacts(self, run_id: str, direction: str | None = None) -> list[ArtifactLink]:
+        ...
+
+    def artifact_users(self, digest: str) -> list[ArtifactLink]:
+        """Every run that read or wrote the artifact ``digest``."""
+        ...
+
+    def find_artifacts(self, prefix: str) -> list[str]:
+        ...
+
+    def environment(self, digest: str) -> dict[str, Any] | None:
+        ...
+
+    def resolve_run(self, ref: str) -> str:
+        """A full run id from an id, a unique id prefix, or a run name (the newest run of that name)."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRow:
+        ...
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[RunRow]:
+        ...
+
+    def search_runs(
+        self,
+        filter: str | Expr | None = None,
+        order_by: str | Sequence[str] | Sequence[OrderKey] | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[RunRow]:
+        """Runs matching a filter (``groundwork.filters`` text or tree), newest first unless ``order_by`` says otherwise."""
+        ...
+
+    def count_runs(self, filter: str | Expr | None = None) -> int:
+        """How many runs match a filter (every run without one)."""
+        ...
+
+    def child_runs(self, parent_id: str, limit: int | None = None, offset: int = 0) -> list[RunRow]:
+        """A run's children (a pipeline's steps, a sweep's trials), oldest first."""
+        ...
+
+    def child_counts(self, parent_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many children each of ``parent_ids`` has, by status (every parent present, maybe empty)."""
+        ...
+
+    def keys(self, limit: int = 2000) -> dict[str, list[str]]:
+        """Every param, metric and tag key in the store (up to ``limit`` of each), sorted."""
+        ...
+
+    def latest_metrics(self, run_id: str) -> list[LatestMetric]:
+        """The last point of each of a run's series, by key."""
+        ...
+
+    def metric_series(
+        self, run_id: str, key: str, step_min: int | None = None, step_max: int | None = None
+    ) -> MetricSeries:
+        """One series as arrays ordered by step, optionally only ``step_min <= step <= step_max``."""
+        ...
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float, float]]:
+        """Every point of one series as (step, value, timestamp), ordered by step."""
+        ...
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        ...
+
+    def logs(self, run_id: str, stream: str | None = None, tail: int | None = None) -> list[LogLine]:
+        ...
+
+    def log_entries(
+        self,
+        run_id: str,
+        *,
+        stream: str | None = None,
+        tail: int | None = None,
+        after: int | None = None,
+        contains: str | None = None,
+    ) -> list[LogEntry]:
+        """Captured output with ids: the last ``tail`` chunks, or the first ``tail`` after id ``after``,"""
+        ...
+
+class RegistryStore(Protocol):
+    """Models, versions and aliases. Implementations: SQL (:mod:`groundwork.storage.registry`)."""
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        artifact: ArtifactRow,
+        flavor: str,
+        run_id: str | None = None,
+        onnx_digest: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        info: Mapping[str, Any] | None = None,
+        user: str | None = None,
+        link_name: str | None = None,
+    ) -> int:
+        """Insert version N+1 of ``name`` (creating the model on first use); returns N+1."""
+        ...
+
+    def set_description(self, name: str, description: str | None, version: int | None = None) -> None:
+        ...
+
+    def set_alias(
+        self, name: str, alias: str, version: int | None, *, who: str | None, reason: str | None = None
+    ) -> int | None:
+        """Point ``alias`` at ``version`` (None removes it) and record the move; returns the old version."""
+        ...
+
+    def add_prediction_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert sampled predictions: dicts with model, version, timestamp, inputs, outputs, latency_ms."""
+        ...
+
+    def add_export(
+        self,
+        name: str,
+        version: int,
+        *,
+        target: str,
+        precision: str,
+        artifact: ArtifactRow,
+        verification: Mapping[str, Any],
+        location: str | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Record a passed export of ``name``/``version`` and its bundle artifact (one transaction); returns its id."""
+        ...
+
+    def get_model(self, name: str) -> ModelRow | None:
+        ...
+
+    def list_models(self) -> list[ModelRow]:
+        ...
+
+    def model_names(self) -> list[str]:
+        ...
+
+    def get_version(self, name: str, version: int) -> VersionRow | None:
+        ...
+
+    def latest_version(self, name: str) -> int | None:
+        """The highest existing version number of ``name`` (None when it has none)."""
+        ...
+
+    def list_versions(self, name: str) -> list[VersionRow]:
+        ...
+
+    def version_numbers(self, name: str) -> list[int]:
+        ...
+
+    def versions_for_run(self, run_id: str) -> list[VersionRow]:
+        ...
+
+    def versions_for_artifact(self, digest: str) -> list[VersionRow]:
+        ...
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of one model, sorted by alias."""
+        ...
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        """``{model: {alias: version}}`` for every model that has an alias."""
+        ...
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """Where ``alias`` of ``name`` points (one indexed read: cheap enough to poll)."""
+        ...
+
+    def alias_history(self, name: str, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
+        """Alias moves of ``name``, newest first."""
+        ...
+
+    def prediction_samples(
+        self, model: str, version: int | None = None, limit: int | None = 100
+    ) -> list[PredictionSample]:
+        """Stored samples of ``model`` (optionally one version), newest first."""
+        ...
+
+    def count_prediction_samples(self, model: str) -> int:
+        ...
+
+    def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
+        """Recorded exports of ``name`` (optionally one version), newest first."""
+        ...
+
+    def get_export(self, export_id: int) -> ExportRow | None:
+        ...
+
+    def exports_for_artifact(self, digest: str) -> list[ExportRow]:
+        """Exports whose bundle is the artifact ``digest``."""
+        ...
+
+class PipelineStore(Protocol):
+    """Bulk run writes and look-ups for pipelines and lineage. Implementations: SQL (:mod:`groundwork.storage.pipelines`)."""
+
+    def insert_runs(self, runs: Sequence[NewRun]) -> None:
+        """Insert runs with their params, tags and artifact links, all in one transaction."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        links: Sequence[Link] = (),
+        tags: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        environment: tuple[str, str] | None = None,
+    ) -> None:
+        """Links, tags, (a worker's) environment and the end of a run, in one transaction."""
+        ...
+
+    def add_links(self, run_id: str, links: Sequence[Link]) -> None:
+        """Artifact links of one run, in one transaction."""
+        ...
+
+    def find_cached(
+        self, cache_keys: Sequence[str], *, per_key: int = 3, tag_keys: Sequence[str] = ()
+    ) -> dict[str, list[CacheCandidate]]:
+        """For each key, the newest finished runs that recorded it (newest first), with outputs and tags."""
+        ...
+
+    def links_for_runs(self, run_ids: Sequence[str], direction: str | None = None) -> dict[str, list[ArtifactLink]]:
+        """The artifact links of many runs at once, by run id."""
+        ...
+
+    def links_for_digests(self, digests: Sequence[str], direction: str | None = None) -> dict[str, list[ArtifactLink]]:
+        """Every run link to any of ``digests``, by digest, oldest first."""
+        ...
+
+    def artifact_rows(self, digests: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The ``artifacts`` rows of ``digests`` (size, is_dir, file_count, created_at), by digest."""
+        ...
+
+    def runs_citing(self, column: str, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Ids of runs whose ``column`` (``cached_from`` or ``parent_id``) is one of ``run_ids``."""
+        ...
+
+    def runs_tagged(self, key: str, values: Sequence[str]) -> dict[str, list[str]]:
+        """Ids of runs with tag ``key`` equal to one of ``values``, by value."""
+        ...
+
+@dataclass(frozen=True)
+class Stores:
+    """Everything one configuration stores to: metadata (runs), registry, pipelines and artifact bytes."""
+
+    metadata: MetadataStore
+    registry: RegistryStore
+    pipelines: PipelineStore
+    artifacts: ArtifactStore
+
+
+_opened: dict[tuple[int, str, str, bool], Stores] = {}
+_lock = threading.Lock()
+
+
+def open_stores(config: Config, *, create: bool = True) -> Stores:
+    """The stores of ``config``, opened (and migrated) once per process.
+
+    ``create=False`` refuses a SQLite store that does not exist yet (viewers such as
+    ``groundwork ui`` never make one, nor its folder).
+    """
+    key = (os.getpid(), config.store_url, config.artifacts_url, create)
+    with _lock:
+        found = _opened.get(key)
+        if found is not None:
+            return found
+    from groundwork.storage.artifacts import ArtifactStore
+    from groundwork.storage.metadata import open_metadata_store
+    from groundwork.storage.pipelines import SqlPipelineStore
+    from groundwork.storage.registry import SqlRegistryStore
+
+    db = open_metadata_store(config.store_url, create=create)
+    stores = Stores(db, SqlRegistryStore(db), SqlPipelineStore(db), ArtifactStore.from_url(config.artifacts_url))
+    with _lock:
+        return _opened.setdefault(key, stores)
+
+
+__all__ = [
+    "MetadataStore",
+    "PipelineStore",
+    "RegistryStore",
+    "Stores",
+    "open_stores",
+]
