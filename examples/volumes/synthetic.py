@@ -8,6 +8,7 @@ a seed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def write_volume(image_path: Path, label_path: Path, shape: tuple[int, int, int]
                  slab: int = 16) -> None:
     """``image_path``: (1, D, H, W) float32 .npy; ``label_path``: (D, H, W) uint8 .npy."""
     body, organs, lesions = layout(shape, seed)
-    image = np.lib.format.open_memmap(image_path, mode="w+", dtype=np.float32, shape=(1, *shape))
-    labels = np.lib.format.open_memmap(label_path, mode="w+", dtype=np.uint8, shape=shape)
+    image_tmp, label_tmp = image_path.with_name(f".tmp-{image_path.name}"), label_path.with_name(f".tmp-{label_path.name}")
+    image = np.lib.format.open_memmap(image_tmp, mode="w+", dtype=np.float32, shape=(1, *shape))
+    labels = np.lib.format.open_memmap(label_tmp, mode="w+", dtype=np.uint8, shape=shape)
     rng = np.random.default_rng(seed + 1)
     _, h, w = shape
     y, x = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
@@ -74,6 +76,9 @@ def write_volume(image_path: Path, label_path: Path, shape: tuple[int, int, int]
         labels[z0:z1] = lab
     image.flush()
     labels.flush()
+    del image, labels
+    os.replace(label_tmp, label_path)
+    os.replace(image_tmp, image_path)  # last: a volume that exists is whole
 
 
 def dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
