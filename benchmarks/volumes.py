@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -52,13 +51,9 @@ CONTENDERS = ("monai", "gw-fp32", "gw-opt")
 
 
 def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from groundwork.engines.optimize.hardware import detect
+
+    return detect().summary()
 
 
 def peak_rss_kb() -> int:
@@ -157,8 +152,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     refs = setup(args.work, sizes, args.train_minutes, args.candidates)
-    print(f"models: FP32 {refs['fp32']}, optimized {refs['optimized']} ({refs['chosen']}); CPU: {cpu_model()}, "
-          f"{os.cpu_count()} cores", flush=True)
+    print(f"models: FP32 {refs['fp32']}, optimized {refs['optimized']} ({refs['chosen']}); CPU: {cpu_model()}",
+          flush=True)
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for round_ in range(args.repeat):
         for size in sizes:
