@@ -37,6 +37,7 @@ import itertools
 import json
 import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ TAG_VALUES = "optuna.values"
 USER, SYSTEM = "optuna.user.", "optuna.system."
 STUDY_USER, STUDY_SYSTEM = "optuna.study_user.", "optuna.study_system."
 DEFAULT_METRIC = "value"
+#: Another process's trials are read again at most this often (what they log reaches the
+#: store at least this often too: the tracking writer's flush interval).
+REFRESH_INTERVAL_S = 0.5
 #: A reason starting so marks a trial stopped from outside (Ctrl-C, its worker died): it ends
 #: ``crashed``, and a resumed sweep runs it again.
 INTERRUPTED = "interrupted"
@@ -135,6 +139,7 @@ class _Study:
     system_attrs: dict[str, Any] = field(default_factory=dict)
     trials: dict[int, _Trial] = field(default_factory=dict)  # by number
     owned: bool = False
+    refreshed_at: float = 0.0
     parent: ActiveRun | None = None
     trial_command: list[str] | None = None
     trial_name: str = "trial"
@@ -559,7 +564,7 @@ class GroundworkStorage(BaseStorage):
     ) -> list[FrozenTrial]:
         with self._lock:
             study = self._study(study_id)
-            if not study.owned:
+            if not study.owned and time.monotonic() - study.refreshed_at >= REFRESH_INTERVAL_S:
                 self._refresh(study)
             trials = [study.trials[n].frozen for n in sorted(study.trials)]
             if states is not None:
@@ -571,6 +576,7 @@ class GroundworkStorage(BaseStorage):
         stale = [t for t in study.trials.values() if not t.local and not t.frozen.state.is_finished()]
         if not force and study.owned and not stale:
             return
+        study.refreshed_at = time.monotonic()
         for run in get_run(study.run_id, config=self.config).children():
             if run.kind != KIND_TRIAL or TAG_NUMBER not in run.tags:
                 continue
