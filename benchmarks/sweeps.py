@@ -156,6 +156,9 @@ def workload_b(trials: int) -> dict[str, Any]:
     out: dict[str, Any] = {"trials": trials, "epochs_per_trial": EPOCHS_B}
     with tempfile.TemporaryDirectory(prefix="gw-bench-asha-") as tmp:
         config = Config(store_url=f"sqlite:///{tmp}/meta.db", artifacts_url=f"{tmp}/artifacts")
+        # Warm-up, untimed: the workers import torch and load the data once, for both runs alike.
+        gw.sweep(fixed_budget, space, trials=2, parallel=2, sampler="random", direction="max", metric="val_acc",
+                 seed=SEED + 1, name="warm-up", config=config)
         for label, pruner in (("asha", "asha"), ("full", None)):
             started = time.perf_counter()
             result = gw.sweep(fixed_budget, space, trials=trials, parallel=2, sampler="random", pruner=pruner,

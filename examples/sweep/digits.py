@@ -15,6 +15,7 @@ checkpoints each epoch (a killed worker restarts from there) and registers the m
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 import groundwork as gw
@@ -27,8 +28,9 @@ SPACE = {
 }
 
 
+@functools.cache
 def digits_data() -> tuple[Any, Any, Any, Any]:
-    """scikit-learn's bundled 8x8 digits, scaled to [0, 1], split 80/20 with a fixed seed."""
+    """scikit-learn's bundled 8x8 digits, scaled to [0, 1], split 80/20 with a fixed seed (once per process)."""
     import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
