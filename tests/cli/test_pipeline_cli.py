@@ -112,7 +112,7 @@ def test_run_twice_second_is_fully_cached_and_says_so(workspace: Config, pipe: s
     report = json.loads(as_json.stdout)
     assert report["fully_cached"] is True and [s["status"] for s in report["steps"]] == ["cached", "cached"]
     run = gw.get_run(report["run_id"], config=workspace)
-    assert run.kind == "pipeline" and run.params == {"n": "4", "scale": "2.0"}
+    assert run.kind == "pipeline" and run.params == {"n": 4, "scale": 2.0}
 
 
 def test_no_cache_and_params_are_typed(workspace: Config, pipe: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,7 +42,7 @@ def test_runs_filter_order_and_json(workspace: Config, three_runs: list[str]) ->
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [r["id"] for r in data] == [three_runs[1], three_runs[2]]
-    assert data[0]["metrics"]["acc"] == 0.95 and data[0]["params"]["lr"] == "0.01"
+    assert data[0]["metrics"]["acc"] == 0.95 and data[0]["params"]["lr"] == 0.01
     table = gw_cli("runs", config=workspace)
     assert table.returncode == 0 and "3 runs" in table.stdout and "metrics.acc" in table.stdout
 
@@ -61,7 +61,7 @@ def test_compare_highlights_differences(workspace: Config, three_runs: list[str]
     result = gw_cli("compare", three_runs[0], three_runs[1], "--json", config=workspace)
     assert result.returncode == 0, result.stderr
     rows = {row["key"]: row for row in json.loads(result.stdout)["rows"]}
-    assert rows["params.lr"]["differs"] is True and rows["params.lr"]["values"] == ["0.1", "0.01"]
+    assert rows["params.lr"]["differs"] is True and rows["params.lr"]["values"] == [0.1, 0.01]
     assert rows["params.opt"]["differs"] is False
     assert rows["metrics.acc"]["values"] == [0.8, 0.95]
     table = gw_cli("compare", three_runs[0], three_runs[1], config=workspace)

@@ -195,31 +195,3 @@ def test_lineage_walks_from_the_alias_to_the_run_inputs(config: Config, digits: 
     assert lineage("digits/1", config=config).root.id == "model:digits/1"
     with pytest.raises(ModelNotFound, match="has no alias 'staging'"):
         lineage("digits@staging", config=config)
-
-
-def test_core_and_storage_never_import_the_engines() -> None:
-    """Layering: flavors reach the core through groundwork.core.flavors, registered by name."""
-    import ast
-
-    root = Path(gw.__file__).parent
-    offenders = []
-    for layer in ("core", "storage"):
-        for path in (root / layer).rglob("*.py"):
-            tree = ast.parse(path.read_text())
-            docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                          if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                          and n.body and isinstance(n.body[0], ast.Expr)}
-            for node in ast.walk(tree):
-                names: list[str] = []
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom):
-                    names = [node.module or ""]
-                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                    names = [node.value]
-                offenders += [f"{path.relative_to(root)}:{node.lineno}" for n in names  # type: ignore[attr-defined]
-                              if n.startswith(("groundwork.engines", "groundwork.cli", "groundwork.server"))]
-    assert offenders == []
-    from groundwork.core.flavors import flavor_names
-
-    assert {"sklearn", "pytorch", "onnx"} <= set(flavor_names())  # registered by the package root

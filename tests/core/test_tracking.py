@@ -45,7 +45,7 @@ def test_context_manager_records_params_metrics_and_status(workspace: Config) ->
         run.log({"auto": 2.0})
     r = gw.get_run(run.id, config=workspace)
     assert r.status == "finished"
-    assert r.params == {"lr": "0.01", "opt": "adam"}
+    assert r.params == {"lr": 0.01, "opt": "adam"}  # numbers come back as numbers
     assert r.tags["team"] == "cv"
     assert r.metrics["acc"] == pytest.approx(0.99)
     history = r.history("loss")
@@ -185,7 +185,7 @@ def test_child_attaches_to_groundwork_run_id(workspace: Config) -> None:
         assert out.split()[1] == parent.id
     r = gw.get_run(parent.id, config=workspace)
     assert r.status == "finished"  # the owner decides, not the attached child
-    assert r.params == {"from_child": "1"}
+    assert r.params == {"from_child": 1}
     assert r.metrics == {"child_metric": 3.0, "module_level": 4.0}
     assert [x.id for x in gw.runs(config=workspace)] == [parent.id]  # attaching created no run
 

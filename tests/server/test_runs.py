@@ -67,7 +67,7 @@ def test_columns_lists_every_key(client: TestClient) -> None:
 def test_one_run_has_everything_the_page_shows(client: TestClient, recorded: Recorded) -> None:
     run = client.get(f"/api/v1/runs/{recorded.train[0][:10]}").json()["run"]
     assert run["id"] == recorded.train[0]
-    assert run["params"] == {"epochs": "30", "lr": "0.1", "optimizer": "sgd"}
+    assert run["params"] == {"epochs": 30, "lr": 0.1, "optimizer": "sgd"}
     assert {m["key"] for m in run["metric_keys"]} == {"acc", "loss"}
     assert run["environment"]["python"]["version"]
     assert {a["name"] for a in run["outputs"]} >= {"plots/confusion.png", "model_dir"}

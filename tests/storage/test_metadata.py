@@ -19,7 +19,9 @@ from groundwork.storage import metadata as md
 from groundwork.storage.metadata import SqlMetadataStore
 
 
-def new_run(store: SqlMetadataStore, run_id: str | None = None, **fields: object) -> str:
+def new_run(
+    store: SqlMetadataStore, run_id: str | None = None, params: dict[str, object] | None = None, **fields: object
+) -> str:
     run_id = run_id or uuid.uuid4().hex
     row = {
         "id": run_id,
@@ -32,7 +34,7 @@ def new_run(store: SqlMetadataStore, run_id: str | None = None, **fields: object
         "pid": os.getpid(),
     }
     row.update(fields)
-    store.create_run(row)
+    store.create_run(row, params=params)
     return run_id
 
 
@@ -55,10 +57,10 @@ def test_run_round_trip(store: SqlMetadataStore) -> None:
     row = store.get_run(run_id)
     assert row.name == "baseline"
     assert row.command == ["python", "train.py"]
-    assert row.params == {"lr": "0.01", "optimizer": "adam", "layers": "[64, 32]", "flag": "true"}
+    assert row.params == {"lr": 0.01, "optimizer": "adam", "layers": [64, 32], "flag": True}  # as logged
     assert row.tags == {"team": "nlp"}
     store.log_params(run_id, {"lr": 0.02})
-    assert store.get_run(run_id).params["lr"] == "0.02"
+    assert store.get_run(run_id).params["lr"] == 0.02
     store.end_run(run_id, "finished", exit_code=0)
     store.end_run(run_id, "failed")  # the first ending is kept
     ended = store.get_run(run_id)
@@ -173,3 +175,23 @@ def test_postgres_unreachable_is_one_clear_error() -> None:
 
     with pytest.raises(StoreError, match="cannot use the metadata store"):
         SqlMetadataStore(f"postgresql://nobody@127.0.0.1:{free_port()}/db?connect_timeout=2")
+
+
+def test_params_keep_their_type_and_filters_still_see_numbers(store: SqlMetadataStore) -> None:
+    """Logged as numbers, params read back as numbers; text stays text (a CLI's --param lr=0.01)."""
+    typed = new_run(store, params={"lr": 0.01, "epochs": 3, "big": 2**62, "flag": False, "none": None, "cfg": {"a": 1}})
+    texted = new_run(store, params={"lr": "0.01"})
+    assert store.get_run(typed).params == {"lr": 0.01, "epochs": 3, "big": 2**62, "flag": False, "none": None,
+                                           "cfg": {"a": 1}}
+    assert store.get_run(texted).params == {"lr": "0.01"}
+    both = {r.id for r in store.search_runs("params.lr = 0.01")}
+    assert both == {typed, texted}  # the filter language compares numbers, however they were logged
+
+
+def test_a_batch_sent_twice_is_written_once(store: SqlMetadataStore) -> None:
+    run_id = new_run(store)
+    points = [(run_id, "loss", step, 1.0 / (step + 1), float(step)) for step in range(5)]
+    assert store.write_batch(points=points, batch_id="client-1/batch-1") is True
+    assert store.write_batch(points=points, batch_id="client-1/batch-1") is False  # a retry after a lost answer
+    assert store.write_batch(points=points[:1], batch_id="client-1/batch-2") is True
+    assert len(store.metric_series(run_id, "loss")) == 6

@@ -26,7 +26,8 @@ class MetricPoint(NamedTuple):
 class Run:
     """A snapshot of one recorded run, read from the store.
 
-    ``params`` and ``tags`` are strings as recorded; ``metrics`` holds each
+    ``params`` come back with the type they were logged with (text from ``--param``),
+    ``tags`` as text; ``metrics`` holds each
     series' last value. :meth:`history` reads a whole series.
     """
 
@@ -58,7 +59,7 @@ class Run:
     cached_from = property(lambda self: self._row.cached_from)
 
     @property
-    def params(self) -> dict[str, str]:
+    def params(self) -> dict[str, Any]:
         return dict(self._row.params)
 
     @property

@@ -24,7 +24,7 @@ from groundwork.errors import AmbiguousReference, ArtifactNotFound, CorruptArtif
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, ok
 from groundwork.storage.artifacts import CHUNK, ManifestEntry, VerifiedReader
-from groundwork.storage.metadata import ArtifactLink
+from groundwork.storage.records import ArtifactLink
 
 router = APIRouter(tags=["artifacts"])
 log = logging.getLogger("groundwork.server")

@@ -215,7 +215,7 @@ def _summary(row: RunRow, columns: list[str] | None) -> dict[str, Any]:
     if columns is None:
         out["params"], out["metrics"], out["tags"] = row.params, row.metrics, row.tags
         return out
-    params: dict[str, str] = {}
+    params: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     tags: dict[str, str] = {}
     for column in columns:

@@ -50,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
+from groundwork._process import pid_alive
 from groundwork.errors import (
     AmbiguousReference,
     RunNotFound,
@@ -71,12 +72,16 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
     RunCreate as RunCreate,
     RunEnd as RunEnd,
     RunRow as RunRow,
+    param_number,
+    param_text,
+    param_type,
+    param_value,
 )
 from groundwork.storage.search import Plan, all_keys, page_ids, parse_search
 
 #: The newest migration this version of groundwork knows.
-HEAD_REVISION = "0003"
-_KNOWN_REVISIONS = ("0001", "0002", "0003")
+HEAD_REVISION = "0004"
+_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
@@ -96,27 +101,6 @@ def normalize_store_url(url: str) -> str:
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+psycopg://{rest}"
     return url
-
-
-def param_number(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def param_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    try:
-        return json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _float_or_nan(value: float | None) -> float:
@@ -320,7 +304,8 @@ class SqlMetadataStore:
             "environment": self.dialect_insert(schema.environments).on_conflict_do_nothing(),
             "params": params.on_conflict_do_update(
                 index_elements=["run_id", "key"],
-                set_={"value": params.excluded.value, "value_num": params.excluded.value_num},
+                set_={"value": params.excluded.value, "value_num": params.excluded.value_num,
+                      "value_type": params.excluded.value_type},
             ),
             "tags": tags.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": tags.excluded.value}),
             "latest": latest.on_conflict_do_update(
@@ -406,7 +391,8 @@ class SqlMetadataStore:
         rows = []
         for key, value in params.items():
             text_value = param_text(value)
-            rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": param_number(text_value)})
+            rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": param_number(text_value),
+                         "value_type": param_type(value)})
         conn.execute(self._statements["params"], rows)
 
     def _upsert_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
@@ -427,11 +413,25 @@ class SqlMetadataStore:
         *,
         segments: Sequence[MetricSegment] = (),
         creations: Sequence[RunCreate] = (),
-    ) -> None:
-        """New runs, metric points, log lines, heartbeats and a run's end, all in one transaction."""
+        batch_id: str | None = None,
+    ) -> bool:
+        """New runs, metric points, log lines, heartbeats and a run's end, all in one transaction.
+
+        A ``batch_id`` (made by the client) makes the write idempotent: a batch whose id was
+        applied before is skipped whole. Returns whether the batch was applied now.
+        """
         if not (points or logs or heartbeat_ids or end or segments or creations):
-            return
+            return False
         with self.write() as conn:
+            if batch_id is not None:
+                fresh = conn.execute(
+                    self.dialect_insert(schema.applied_batches)
+                    .on_conflict_do_nothing()
+                    .returning(schema.applied_batches.c.batch_id),
+                    {"batch_id": batch_id, "applied_at": time.time()},
+                ).first()
+                if fresh is None:  # applied before: a retry after a lost answer
+                    return False
             for create in creations:
                 self._create_run(conn, create)
             if points or segments:
@@ -457,6 +457,7 @@ class SqlMetadataStore:
         for create in creations:
             if create.environment is not None:
                 self._known_environments.add(create.environment[0])
+        return True
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> None:
         self.write_batch(points=points)
@@ -722,12 +723,11 @@ class SqlMetadataStore:
         ids = list(by_id)
         for chunk_start in range(0, len(ids), 500):
             chunk = ids[chunk_start : chunk_start + 500]
-            for run_id, key, value in conn.execute(
-                select(schema.params.c.run_id, schema.params.c.key, schema.params.c.value).where(
-                    schema.params.c.run_id.in_(chunk)
-                )
+            p = schema.params
+            for run_id, key, value, kind in conn.execute(
+                select(p.c.run_id, p.c.key, p.c.value, p.c.value_type).where(p.c.run_id.in_(chunk))
             ):
-                by_id[run_id].params[key] = value
+                by_id[run_id].params[key] = param_value(value, kind)
             for run_id, key, value in conn.execute(
                 select(schema.tags.c.run_id, schema.tags.c.key, schema.tags.c.value).where(schema.tags.c.run_id.in_(chunk))
             ):
@@ -867,23 +867,8 @@ def _is_dead(row: RunRow, now: float | None = None) -> bool:
     if now - beat > HEARTBEAT_TIMEOUT_S:
         return True
     if row.pid and row.host == socket.gethostname():
-        return not _pid_alive(row.pid)
+        return not pid_alive(row.pid)
     return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 _stores: dict[tuple[int, str], SqlMetadataStore] = {}

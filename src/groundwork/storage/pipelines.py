@@ -23,16 +23,18 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
     CacheCandidate as CacheCandidate,
     Link as Link,
     NewRun as NewRun,
+    param_number,
+    param_text,
+    param_type,
 )
 
 
 def _params_rows(run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from groundwork.storage.metadata import param_number, param_text
-
     rows = []
     for key, value in params.items():
         text = param_text(value)
-        rows.append({"run_id": run_id, "key": str(key), "value": text, "value_num": param_number(text)})
+        rows.append({"run_id": run_id, "key": str(key), "value": text, "value_num": param_number(text),
+                     "value_type": param_type(value)})
     return rows
 
 def _links_for_runs(conn: Connection, run_ids: Sequence[str], direction: str | None) -> dict[str, list[ArtifactLink]]:

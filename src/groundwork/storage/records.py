@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,63 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+# -- params: text for the filter language, and the type they were logged with ---------------------
+
+
+def param_number(value: str) -> float | None:
+    """The number a param's text reads as (None when it is not a finite number)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def param_text(value: Any) -> str:
+    """The text form of a param value (what filters compare as text)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def param_type(value: Any) -> str | None:
+    """How a param value was typed when logged (None: text)."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, np.generic):
+        return param_type(value.item())
+    return "json"
+
+
+def param_value(text: str, kind: str | None) -> Any:
+    """A param's value as logged, from its text and :func:`param_type` (text when unknown)."""
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind in ("bool", "null", "json"):
+            return json.loads(text)
+    except ValueError:
+        return text
+    return text
+
 
 # -- runs ----------------------------------------------------------------------------------------
 
@@ -88,7 +146,7 @@ class RunRow:
     env_digest: str | None
     cache_key: str | None
     cached_from: str | None
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 

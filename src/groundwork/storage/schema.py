@@ -68,7 +68,8 @@ environments = Table(
     Column("data", Text, nullable=False),
 )
 
-#: Parameters. ``value`` is the text form; ``value_num`` its number when it is one.
+#: Parameters. ``value`` is the text form; ``value_num`` its number when it is one;
+#: ``value_type`` the type it was logged with when that was not text (int, float, bool, null, json).
 params = Table(
     "params",
     metadata,
@@ -76,6 +77,7 @@ params = Table(
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
     Column("value_num", Float, nullable=True),
+    Column("value_type", String(8), nullable=True),
 )
 Index("ix_params_key_num", params.c.key, params.c.value_num)
 
@@ -253,3 +255,13 @@ model_exports = Table(
 )
 Index("ix_model_exports_version", model_exports.c.name, model_exports.c.version)
 Index("ix_model_exports_artifact_digest", model_exports.c.artifact_digest)
+
+
+#: Ids of write batches already applied: a batch sent again (a retry after a lost answer) is skipped.
+applied_batches = Table(
+    "applied_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+Index("ix_applied_batches_applied_at", applied_batches.c.applied_at)

@@ -109,8 +109,10 @@ class MetadataStore(Protocol):
         *,
         segments: Sequence[MetricSegment] = (),
         creations: Sequence[RunCreate] = (),
-    ) -> None:
-        """New runs, metric points, log lines, heartbeats and a run's end, all in one transaction."""
+        batch_id: str | None = None,
+    ) -> bool:
+        """New runs, points, log lines, heartbeats and a run's end in one transaction; a ``batch_id``
+        already applied is skipped (returns False), so a retried batch is written once."""
         ...
 
     def log_metrics(self, points: Sequence[MetricPoint]) -> None:

@@ -89,4 +89,4 @@ def test_enqueued_params_are_recorded(workspace: Config) -> None:
     study.optimize(lambda t: seen.append(t.suggest_float("x", 0, 1)) or 0.0, n_trials=1)
     assert seen == [0.25]
     (child,) = gw.get_run("queued", config=workspace).children()
-    assert child.params["x"] == "0.25"
+    assert child.params["x"] == 0.25

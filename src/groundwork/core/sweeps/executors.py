@@ -20,10 +20,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from groundwork._process import pid_alive as _alive  # a zombie counts as gone
 from groundwork.config import Config
 from groundwork.core.sweeps.trial import TrialOutcome, TrialTask, execute_trial
 from groundwork.errors import InvalidInput
-from groundwork.storage.metadata import _pid_alive as _alive  # a zombie counts as gone
 
 EXECUTORS = ("local", "ray")
 #: How often a local worker checks that the sweep's process is alive.

@@ -102,11 +102,12 @@ def _when(stamp: float | None) -> datetime.datetime | None:
     return None if stamp is None else datetime.datetime.fromtimestamp(stamp)
 
 
-def typed_param(text: str, dist: optuna_distributions.BaseDistribution) -> Any:
-    """A param recorded as text, back as the value its distribution drew."""
-    if isinstance(dist, optuna_distributions.CategoricalDistribution):
-        from groundwork.storage.metadata import param_text
+def typed_param(value: Any, dist: optuna_distributions.BaseDistribution) -> Any:
+    """A param as recorded (typed, or text from older stores and commands), back as the value its distribution drew."""
+    from groundwork.storage.records import param_text
 
+    text = value if isinstance(value, str) else param_text(value)
+    if isinstance(dist, optuna_distributions.CategoricalDistribution):
         for item in dist.choices:
             if param_text(item) == text:
                 return item
