@@ -47,7 +47,7 @@ WRITE_AGE_S = 0.2
 #: ...or once this many points wait.
 WRITE_POINTS = 50_000
 #: A logging call that finds a point unwritten for longer than this writes the backlog itself.
-MAX_LAG_S = 0.4
+MAX_LAG_S = 0.3
 #: Logging raises once this many points wait on a store that keeps failing (memory stays bounded).
 MAX_BUFFERED_POINTS = 1_000_000
 #: Running runs refresh their heartbeat this often (crash detection waits 30 s, or sees the PID gone).
