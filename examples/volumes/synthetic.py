@@ -28,6 +28,15 @@ class Ellipsoid:
         (cz, cy, cx), (rz, ry, rx) = self.center, self.radii
         return np.asarray(((z - cz) / rz) ** 2 + ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0)
 
+    def box(self, z0: int, z1: int, shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+        """The part of slab ``z0:z1`` (of a volume of ``shape``) that can hold this ellipsoid, or None."""
+        lo = [max(0, int(np.floor(c - r))) for c, r in zip(self.center, self.radii, strict=True)]
+        hi = [min(n, int(np.ceil(c + r)) + 1) for c, r, n in zip(self.center, self.radii, shape, strict=True)]
+        lo[0], hi[0] = max(lo[0], z0), min(hi[0], z1)
+        if any(a >= b for a, b in zip(lo, hi, strict=True)):
+            return None
+        return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])
+
 
 def layout(shape: tuple[int, int, int], seed: int) -> tuple[Ellipsoid, list[Ellipsoid], list[Ellipsoid]]:
     """A body, organs inside it, lesions (some inside organs); more of them in larger volumes."""
@@ -64,13 +73,16 @@ def write_volume(image_path: Path, label_path: Path, shape: tuple[int, int, int]
         z = np.arange(z0, z1, dtype=np.float32)[:, None, None]
         hu = np.full((z1 - z0, h, w), AIR, dtype=np.float32)
         lab = np.zeros((z1 - z0, h, w), dtype=np.uint8)
-        hu[body.inside(z, y, x)] = TISSUE
-        for organ in organs:
-            inside = organ.inside(z, y, x) & body.inside(z, y, x)
-            hu[inside], lab[inside] = ORGAN, 1
-        for lesion in lesions:
-            inside = lesion.inside(z, y, x) & body.inside(z, y, x)
-            hu[inside], lab[inside] = LESION, 2
+        in_body = body.inside(z, y, x)
+        hu[in_body] = TISSUE
+        for shapes, value, label in ((organs, ORGAN, 1), (lesions, LESION, 2)):
+            for item in shapes:  # each only over its bounding box: the work grows with the volume, no faster
+                box = item.box(z0, z1, shape)
+                if box is None:
+                    continue
+                local = (slice(box[0].start - z0, box[0].stop - z0), box[1], box[2])
+                inside = item.inside(z[local[0]], y[box[1], box[2]], x[box[1], box[2]]) & in_body[local]
+                hu[local][inside], lab[local][inside] = value, label
         hu += rng.normal(0.0, 20.0, size=hu.shape).astype(np.float32)
         image[0, z0:z1] = np.clip((hu - (LEVEL - WIDTH / 2)) / WIDTH, 0.0, 1.0)
         labels[z0:z1] = lab
