@@ -71,7 +71,7 @@ def epochs(ctx: Any) -> float:
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 
-    folder = os.environ["GW_TEST_FOLDER"]
+    folder = ctx.params["folder"]
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
     model = DistributedDataParallel(net) if ctx.world_size > 1 else net
@@ -102,29 +102,28 @@ def epochs(ctx: Any) -> float:
     return accuracy
 
 
+def kill_rank_1_in_epoch_2(folder: Path, killed: list[int]) -> None:
+    """Wait for rank 1 to start epoch 2, then SIGKILL it mid-epoch (by its PID)."""
+    deadline = time.monotonic() + 300
+    mark = folder / "rank1-epoch2-startx"
+    while time.monotonic() < deadline and not mark.exists():
+        time.sleep(0.05)
+    time.sleep(0.1)  # mid-epoch
+    if mark.exists():
+        pid = int(mark.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+
 @pytest.mark.slow
-def test_a_killed_worker_restarts_from_the_last_checkpoint(
-    workspace: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_killed_worker_restarts_from_the_last_checkpoint(workspace: Config, tmp_path: Path) -> None:
     folder = tmp_path / "marks"
     folder.mkdir()
-    monkeypatch.setenv("GW_TEST_FOLDER", str(folder))
     killed: list[int] = []
-
-    def kill_rank_1_in_epoch_2() -> None:
-        deadline = time.monotonic() + 300
-        mark = folder / "rank1-epoch2-startx"
-        while time.monotonic() < deadline and not mark.exists():
-            time.sleep(0.05)
-        time.sleep(0.1)  # mid-epoch
-        if mark.exists():
-            pid = int(mark.read_text())
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    killer = threading.Thread(target=kill_rank_1_in_epoch_2, daemon=True)
+    killer = threading.Thread(target=kill_rank_1_in_epoch_2, args=(folder, killed), daemon=True)
     killer.start()
-    hit = gw.distributed(epochs, workers=2, name="hit", launcher="torch", config=workspace)
+    hit = gw.distributed(epochs, workers=2, name="hit", launcher="torch", params={"folder": str(folder)},
+                         config=workspace)
     killer.join(timeout=5)
     assert killed, "the worker was never killed"
     assert hit.status == "finished" and hit.restarts == 1
@@ -136,7 +135,8 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(
 
     for mark in folder.iterdir():
         mark.unlink()
-    clean = gw.distributed(epochs, workers=2, name="clean", launcher="torch", config=workspace)
+    clean = gw.distributed(epochs, workers=2, name="clean", launcher="torch", params={"folder": str(folder)},
+                           config=workspace)
     assert clean.restarts == 0
     assert abs(run.metrics["acc"] - gw.get_run(clean.run_id, config=workspace).metrics["acc"]) < 0.02
 

@@ -56,3 +56,27 @@ def test_distributed_on_ray_train_matches_torchs_launcher(ray_session: Any, work
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=0), key
     assert [p.step for p in run.history("loss")] == list(range(20))
+
+
+@pytest.mark.slow
+def test_a_killed_ray_train_worker_restarts_from_the_last_checkpoint(
+    ray_session: Any, workspace: Config, tmp_path: Path
+) -> None:
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_distributed import epochs, kill_rank_1_in_epoch_2  # tests/core/test_distributed.py
+
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_rank_1_in_epoch_2, args=(folder, killed), daemon=True)
+    killer.start()
+    hit = gw.distributed(epochs, workers=2, name="ray-hit", params={"folder": str(folder)}, config=workspace)
+    killer.join(timeout=5)
+    assert killed, "the worker was never killed"
+    run = gw.get_run(hit.run_id, config=workspace)
+    assert run.tags["gw.distributed.launcher"] == "ray"
+    assert hit.status == "finished" and hit.restarts == 1
+    assert (folder / "rank0-epoch2-start1").exists() and not (folder / "rank0-epoch0-start1").exists()
+    assert run.metrics["acc"] > 0.9
