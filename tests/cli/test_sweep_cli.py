@@ -98,3 +98,18 @@ def test_show_refuses_a_run_that_is_not_a_sweep(workspace: Config, project: Path
         pass
     result = cli(workspace, "sweep", "show", "plain", cwd=project)
     assert result.returncode == 1 and "Error: run 'plain' is a run, not a sweep" in result.stderr
+
+
+def test_every_sweep_command_has_help_with_an_example_and_stays_light() -> None:
+    code = (
+        "import sys\n"
+        "from groundwork.cli import main\n"
+        "for args in (['sweep', '--help'], ['sweep', 'start', '--help'], ['sweep', 'resume', '--help'],\n"
+        "             ['sweep', 'show', '--help']):\n"
+        "    assert main(args) == 0, args\n"
+        "print('HEAVY', [m for m in ('optuna', 'torch', 'ray') if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Example:") == 4
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
