@@ -10,17 +10,23 @@ setting                    environment variable                          default
 ``server_url``             ``GROUNDWORK_SERVER``                         none (embedded mode)
 ``token``                  ``GROUNDWORK_TOKEN``                          none
 ``ray_address``            ``GROUNDWORK_RAY_ADDRESS``                    none (a local Ray when asked for)
+``project``                ``GROUNDWORK_PROJECT``                        ``default``
 =========================  ===========================================  ====================================
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from groundwork.errors import ConfigError
+
 DEFAULT_STORE = "sqlite:///./.groundwork/meta.db"
 DEFAULT_ARTIFACTS = "./.groundwork/artifacts"
+DEFAULT_PROJECT = "default"
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 ENV_VARS = {
     "store_url": "GROUNDWORK_STORE",
@@ -28,6 +34,7 @@ ENV_VARS = {
     "server_url": "GROUNDWORK_SERVER",
     "token": "GROUNDWORK_TOKEN",
     "ray_address": "GROUNDWORK_RAY_ADDRESS",
+    "project": "GROUNDWORK_PROJECT",
 }
 
 
@@ -40,8 +47,10 @@ class Config:
     server_url: str | None = None
     token: str | None = None
     ray_address: str | None = None
+    project: str = DEFAULT_PROJECT
 
     def __post_init__(self) -> None:
+        check_project(self.project)
         # Relative local locations are pinned to the directory the Config was made in:
         # `groundwork reproduce` and pipeline workers run code in other directories, and
         # must still find the same store and artifacts.
@@ -97,3 +106,13 @@ def _absolute_local_path(url: str) -> str:
     if "://" in url or not url:
         return url
     return os.path.abspath(os.path.expanduser(url))
+
+
+def check_project(name: str) -> str:
+    """``name`` if it is a valid project name (lower case letters, digits, ``.``, ``_``, ``-``; 64 at most)."""
+    if not isinstance(name, str) or not _PROJECT.match(name):
+        raise ConfigError(
+            f"invalid project name {name!r}",
+            hint="use lower case letters, digits, '.', '_' and '-' (64 at most), starting with a letter or digit",
+        )
+    return name

@@ -18,6 +18,7 @@ Query filters arrive as compiled SQLAlchemy clauses (see ``groundwork.storage.se
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import functools
 import json
@@ -31,8 +32,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    and_,
     bindparam,
     case,
     create_engine,
@@ -51,8 +54,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from groundwork._process import pid_alive
+from groundwork.config import DEFAULT_PROJECT
 from groundwork.errors import (
     AmbiguousReference,
+    InvalidInput,
     RunNotFound,
     SchemaTooNew,
     StoreError,
@@ -80,11 +85,14 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
 from groundwork.storage.search import Plan, all_keys, page_ids, parse_search
 
 #: The newest migration this version of groundwork knows.
-HEAD_REVISION = "0004"
-_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+HEAD_REVISION = "0005"
+_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0
+#: The run attributes :meth:`SqlMetadataStore.update_run` may change (reopening a run).
+_UPDATABLE = frozenset({"name", "status", "ended_at", "error", "exit_code", "pid", "host", "heartbeat_at", "command",
+                        "cwd"})
 #: How long the number of runs (a planning input) is reused before it is counted again.
 _TOTAL_TTL_S = 5.0
 
@@ -115,8 +123,11 @@ class SqlMetadataStore:
     write through its :meth:`write` transactions and :meth:`dialect_insert`.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, project: str = DEFAULT_PROJECT) -> None:
         self.url = normalize_store_url(url)
+        #: Every read and write of this store is confined to one project's runs.
+        self.project = project
+        self._views: dict[str, SqlMetadataStore] = {}
         try:
             sa_url = make_url(self.url)
         except ArgumentError:
@@ -249,6 +260,47 @@ class SqlMetadataStore:
             except OperationalError as exc:
                 raise self._store_error(exc) from None
 
+    def for_project(self, project: str) -> SqlMetadataStore:
+        """This database, confined to ``project`` (shares connections; made once per project)."""
+        if project == self.project:
+            return self
+        with self._lock:
+            view = self._views.get(project)
+            if view is None:
+                view = copy.copy(self)
+                view.project = project
+                view._views = self._views
+                view._total_cache = (-math.inf, 0)
+                self._views[project] = view
+            return view
+
+    def _own(self) -> ColumnElement[bool]:
+        """``runs.project`` is this store's project."""
+        return schema.runs.c.project == self.project
+
+    def _check_own(self, conn: Connection, run_ids: Iterable[str]) -> None:
+        """Raise :class:`RunNotFound` unless every run id is a run of this project."""
+        wanted = set(run_ids)
+        if not wanted:
+            return
+        runs = schema.runs
+        found = {r[0] for r in conn.execute(select(runs.c.id).where(runs.c.id.in_(list(wanted)), self._own()))}
+        missing = wanted - found
+        if missing:
+            raise RunNotFound(
+                f"no run {sorted(missing)[0]!r} in project {self.project!r}",
+                hint="list runs with: groundwork runs",
+            )
+
+    def visible_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` are runs of this project."""
+        runs = schema.runs
+        out: set[str] = set()
+        with self.read() as conn:
+            for chunk in iter_chunks(list(dict.fromkeys(run_ids)), 500):
+                out.update(r[0] for r in conn.execute(select(runs.c.id).where(runs.c.id.in_(list(chunk)), self._own())))
+        return out
+
     @property
     def display_url(self) -> str:
         """The URL with any password hidden."""
@@ -319,6 +371,7 @@ class SqlMetadataStore:
             "end": update(schema.runs)
             .where(schema.runs.c.id == bindparam("run_id"))
             .where(schema.runs.c.status == "running")
+            .where(self._own())
             .values(
                 status=bindparam("status"),
                 ended_at=bindparam("ended_at"),
@@ -343,8 +396,11 @@ class SqlMetadataStore:
 
     def _create_run(self, conn: Connection, create: RunCreate) -> None:
         values = dict(create.row)
+        values["project"] = self.project
         if isinstance(values.get("command"), (list, tuple)):
             values["command"] = json.dumps(list(values["command"]))
+        if values.get("parent_id"):
+            self._check_own(conn, [values["parent_id"]])
         environment = create.environment
         if environment is not None and environment[0] not in self._known_environments:
             conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
@@ -357,9 +413,15 @@ class SqlMetadataStore:
             self._link_artifact(conn, values["id"], **link)
 
     def update_run(self, run_id: str, **values: Any) -> None:
+        """Change a run's attributes (reopening a run: status, ended_at, error, exit_code, pid, host, heartbeat_at)."""
+        unknown = set(values) - _UPDATABLE
+        if unknown:
+            raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a run",
+                               hint=f"changeable: {', '.join(sorted(_UPDATABLE))}")
         if isinstance(values.get("command"), (list, tuple)):
             values["command"] = json.dumps(list(values["command"]))
         with self.write() as conn:
+            self._check_own(conn, [run_id])
             conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
 
     def end_run(
@@ -376,15 +438,18 @@ class SqlMetadataStore:
                 update(schema.runs)
                 .where(schema.runs.c.id.in_(list(run_ids)))
                 .where(schema.runs.c.status == "running")
+                .where(self._own())
                 .values(heartbeat_at=now or time.time())
             )
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         with self.write() as conn:
+            self._check_own(conn, [run_id])
             self._upsert_params(conn, run_id, params)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         with self.write() as conn:
+            self._check_own(conn, [run_id])
             self._upsert_tags(conn, run_id, tags)
 
     def _upsert_params(self, conn: Connection, run_id: str, params: Mapping[str, Any]) -> None:
@@ -401,6 +466,7 @@ class SqlMetadataStore:
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self.write() as conn:
+            self._check_own(conn, [run_id])
             conn.execute(delete(schema.tags).where(schema.tags.c.run_id == run_id, schema.tags.c.key == key))
 
     # -- batched writes --------------------------------------------------------
@@ -434,6 +500,10 @@ class SqlMetadataStore:
                     return False
             for create in creations:
                 self._create_run(conn, create)
+            touched = {p[0] for p in points} | {g.run_id for g in segments} | {x[0] for x in logs}
+            if end is not None:
+                touched.add(end.run_id)
+            self._check_own(conn, touched - {str(c.row["id"]) for c in creations})
             if points or segments:
                 self._insert_series(conn, points, segments)
             if logs:
@@ -446,6 +516,7 @@ class SqlMetadataStore:
                     update(schema.runs)
                     .where(schema.runs.c.id.in_(list(heartbeat_ids)))
                     .where(schema.runs.c.status == "running")
+                    .where(self._own())
                     .values(heartbeat_at=time.time())
                 )
             if end is not None:
@@ -525,6 +596,7 @@ class SqlMetadataStore:
         kind: str = "file",
     ) -> None:
         with self.write() as conn:
+            self._check_own(conn, [run_id])
             self._link_artifact(
                 conn, run_id, direction=direction, name=name, digest=digest, size=size,
                 is_dir=is_dir, file_count=file_count, kind=kind,
@@ -544,7 +616,7 @@ class SqlMetadataStore:
         kind: str = "file",
     ) -> None:
         if direction not in ("input", "output"):
-            raise ValueError(f"direction must be input or output, not {direction!r}")
+            raise InvalidInput(f"direction must be input or output, not {direction!r}")
         now = time.time()
         conn.execute(
             self._statements["artifact"],
@@ -560,7 +632,8 @@ class SqlMetadataStore:
         query = (
             select(ra, a.c.size, a.c.is_dir, a.c.file_count)
             .join(a, a.c.digest == ra.c.digest)
-            .where(ra.c.run_id == run_id)
+            .join(schema.runs, schema.runs.c.id == ra.c.run_id)
+            .where(ra.c.run_id == run_id, self._own())
             .order_by(ra.c.direction, ra.c.name)
         )
         if direction:
@@ -574,16 +647,23 @@ class SqlMetadataStore:
         query = (
             select(ra, a.c.size, a.c.is_dir, a.c.file_count)
             .join(a, a.c.digest == ra.c.digest)
-            .where(ra.c.digest == digest)
+            .join(schema.runs, schema.runs.c.id == ra.c.run_id)
+            .where(ra.c.digest == digest, self._own())
             .order_by(ra.c.created_at)
         )
         with self.read() as conn:
             return [ArtifactLink(**dict(r._mapping)) for r in conn.execute(query)]
 
     def find_artifacts(self, prefix: str) -> list[str]:
+        """Up to three digests starting with ``prefix`` that runs of this project read or wrote."""
+        ra = schema.run_artifacts
         with self.read() as conn:
             rows = conn.execute(
-                select(schema.artifacts.c.digest).where(schema.artifacts.c.digest.startswith(prefix)).limit(3)
+                select(ra.c.digest)
+                .join(schema.runs, schema.runs.c.id == ra.c.run_id)
+                .where(ra.c.digest.startswith(prefix), self._own())
+                .distinct()
+                .limit(3)
             )
             return [r[0] for r in rows]
 
@@ -602,10 +682,15 @@ class SqlMetadataStore:
             raise RunNotFound("empty run reference", hint="give a run id, a unique id prefix or a run name")
         runs = schema.runs
         with self.read() as conn:
-            if conn.execute(select(runs.c.id).where(runs.c.id == ref)).first():
+            if conn.execute(select(runs.c.id).where(runs.c.id == ref, self._own())).first():
                 return ref
             if all(c in "0123456789abcdef" for c in ref.lower()) and len(ref) >= 4:
-                ids = [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.id.startswith(ref.lower())).limit(6))]
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        select(runs.c.id).where(runs.c.id.startswith(ref.lower()), self._own()).limit(6)
+                    )
+                ]
                 if len(ids) == 1:
                     return str(ids[0])
                 if len(ids) > 1:
@@ -615,7 +700,7 @@ class SqlMetadataStore:
                         hint="type more characters of the id",
                     )
             named = conn.execute(
-                select(runs.c.id).where(runs.c.name == ref).order_by(runs.c.created_at.desc()).limit(1)
+                select(runs.c.id).where(runs.c.name == ref, self._own()).order_by(runs.c.created_at.desc()).limit(1)
             ).first()
             if named:
                 return str(named[0])
@@ -632,7 +717,8 @@ class SqlMetadataStore:
         if not ids:
             return []
         with self.read() as conn:
-            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(select(schema.runs).where(schema.runs.c.id.in_(ids)))]
+            query = select(schema.runs).where(schema.runs.c.id.in_(ids), self._own())
+            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
             self._attach(conn, rows)
         order = {run_id: i for i, run_id in enumerate(ids)}
         rows.sort(key=lambda r: order[r.id])
@@ -655,7 +741,7 @@ class SqlMetadataStore:
         plan = Plan(expr)
         with self.read() as conn:
             where = plan.for_page(conn, (limit or 0) + offset, self._total_runs(conn)) if limit is not None else plan.where
-            ids = page_ids(conn, where, keys, limit, offset)
+            ids = page_ids(conn, self._own() if where is None else and_(self._own(), where), keys, limit, offset)
         return self.get_runs(ids)
 
     def count_runs(self, filter: str | Expr | None = None) -> int:
@@ -666,20 +752,23 @@ class SqlMetadataStore:
             where = plan.for_count(conn)
             if where is None:
                 return self._total_runs(conn, fresh=True)
-            return int(conn.execute(select(func.count()).select_from(schema.runs).where(where)).scalar() or 0)
+            query = select(func.count()).select_from(schema.runs).where(self._own(), where)
+            return int(conn.execute(query).scalar() or 0)
 
     def _total_runs(self, conn: Connection, fresh: bool = False) -> int:
         """The number of runs, for planning (recounted at most every few seconds unless ``fresh``)."""
         stamp, total = self._total_cache
         if fresh or time.monotonic() - stamp > _TOTAL_TTL_S:
-            total = int(conn.execute(select(func.count()).select_from(schema.runs)).scalar() or 0)
+            total = int(conn.execute(select(func.count()).select_from(schema.runs).where(self._own())).scalar() or 0)
             self._total_cache = (time.monotonic(), total)
         return total
 
     def child_runs(self, parent_id: str, limit: int | None = None, offset: int = 0) -> list[RunRow]:
         """A run's children (a pipeline's steps, a sweep's trials), oldest first."""
         runs = schema.runs
-        query = select(runs.c.id).where(runs.c.parent_id == parent_id).order_by(runs.c.created_at, runs.c.id)
+        query = (
+            select(runs.c.id).where(runs.c.parent_id == parent_id, self._own()).order_by(runs.c.created_at, runs.c.id)
+        )
         if limit is not None:
             query = query.limit(limit)
         with self.read() as conn:
@@ -694,7 +783,7 @@ class SqlMetadataStore:
             for chunk in iter_chunks(list(out), 500):
                 for parent, status, n in conn.execute(
                     select(runs.c.parent_id, runs.c.status, func.count())
-                    .where(runs.c.parent_id.in_(list(chunk)))
+                    .where(runs.c.parent_id.in_(list(chunk)), self._own())
                     .group_by(runs.c.parent_id, runs.c.status)
                 ):
                     out[parent][str(status)] = int(n)
@@ -703,12 +792,22 @@ class SqlMetadataStore:
     def keys(self, limit: int = 2000) -> dict[str, list[str]]:
         """Every param, metric and tag key in the store (up to ``limit`` of each), sorted."""
         with self.read() as conn:
-            return all_keys(conn, limit)
+            return all_keys(conn, limit, None if self._alone(conn) else self.project)
+
+    def _alone(self, conn: Connection) -> bool:
+        """Whether every run of the database is in this project (then key listings need no join)."""
+        runs = schema.runs
+        return conn.execute(select(runs.c.id).where(runs.c.project != self.project).limit(1)).first() is None
+
+    def _visible(self, conn: Connection, run_id: str) -> None:
+        if conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id, self._own())).first() is None:
+            raise RunNotFound(f"no run with id {run_id!r}", hint="list runs with: groundwork runs")
 
     def latest_metrics(self, run_id: str) -> list[LatestMetric]:
         """The last point of each of a run's series, by key."""
         lm = schema.latest_metrics
         with self.read() as conn:
+            self._visible(conn, run_id)
             return [
                 LatestMetric(k, _float_or_nan(v), int(step), float(t))
                 for k, v, step, t in conn.execute(
@@ -779,6 +878,7 @@ class SqlMetadataStore:
         if step_max is not None:
             query = query.where(mc.c.first_step <= step_max)
         with self.read() as conn:
+            self._visible(conn, run_id)
             blobs = conn.execute(query.order_by(mc.c.id)).all()
         if not blobs:
             empty_f = np.empty(0, dtype=np.float64)
@@ -806,6 +906,7 @@ class SqlMetadataStore:
     def metric_keys(self, run_id: str) -> list[str]:
         lm = schema.latest_metrics
         with self.read() as conn:
+            self._visible(conn, run_id)
             return [r[0] for r in conn.execute(select(lm.c.key).where(lm.c.run_id == run_id).order_by(lm.c.key))]
 
     def logs(self, run_id: str, stream: str | None = None, tail: int | None = None) -> list[LogLine]:
@@ -815,6 +916,7 @@ class SqlMetadataStore:
             query = query.where(lg.c.stream == stream)
         query = query.order_by(lg.c.id.desc()).limit(tail) if tail else query.order_by(lg.c.id)
         with self.read() as conn:
+            self._visible(conn, run_id)
             rows: list[LogLine] = [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
         if tail:
             rows.reverse()
@@ -845,6 +947,7 @@ class SqlMetadataStore:
         if tail is not None:
             query = query.limit(tail)
         with self.read() as conn:
+            self._visible(conn, run_id)
             rows = [LogEntry(int(i), s, float(t), x) for i, s, t, x in conn.execute(query)]
         if after is None:
             rows.reverse()

@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, union, update
 
+from groundwork.errors import InvalidInput
 from groundwork.storage import schema
 from groundwork.storage.metadata import SqlMetadataStore, iter_chunks
 from groundwork.storage.records import (  # re-exported: the records live in storage.records
@@ -37,14 +38,17 @@ def _params_rows(run_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]
                      "value_type": param_type(value)})
     return rows
 
-def _links_for_runs(conn: Connection, run_ids: Sequence[str], direction: str | None) -> dict[str, list[ArtifactLink]]:
+def _links_for_runs(
+    conn: Connection, run_ids: Sequence[str], direction: str | None, project: str
+) -> dict[str, list[ArtifactLink]]:
     ra, a = schema.run_artifacts, schema.artifacts
     out: dict[str, list[ArtifactLink]] = {}
     for chunk in iter_chunks(list(run_ids), 500):
         query = (
             select(ra, a.c.size, a.c.is_dir, a.c.file_count)
             .join(a, a.c.digest == ra.c.digest)
-            .where(ra.c.run_id.in_(list(chunk)))
+            .join(schema.runs, schema.runs.c.id == ra.c.run_id)
+            .where(ra.c.run_id.in_(list(chunk)), schema.runs.c.project == project)
             .order_by(ra.c.run_id, ra.c.direction, ra.c.name)
         )
         if direction:
@@ -98,9 +102,12 @@ class SqlPipelineStore:
             rows = []
             for run in runs:
                 values = dict(run.row)
+                values["project"] = self.db.project
                 if isinstance(values.get("command"), (list, tuple)):
                     values["command"] = json.dumps(list(values["command"]))
                 rows.append(values)
+            new_ids = {str(values["id"]) for values in rows}
+            self.db._check_own(conn, {str(v["parent_id"]) for v in rows if v.get("parent_id")} - new_ids)
             conn.execute(insert(schema.runs), rows)
             params = [p for run in runs for p in _params_rows(run.row["id"], run.params)]
             if params:
@@ -127,6 +134,7 @@ class SqlPipelineStore:
         """
         now = time.time()
         with self.db.write() as conn:
+            self.db._check_own(conn, [run_id])
             self._write_links(conn, run_id, links, now)
             self._write_tags(conn, run_id, tags or {})
             values: dict[str, Any] = {"status": status, "ended_at": now, "heartbeat_at": now, "error": error}
@@ -137,13 +145,16 @@ class SqlPipelineStore:
                 )
                 values["env_digest"] = environment[0]
             conn.execute(
-                update(schema.runs).where(schema.runs.c.id == run_id).where(schema.runs.c.status == "running").values(**values)
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id, schema.runs.c.status == "running", self.db._own())
+                .values(**values)
             )
 
     def add_links(self, run_id: str, links: Sequence[Link]) -> None:
         """Artifact links of one run, in one transaction."""
         if links:
             with self.db.write() as conn:
+                self.db._check_own(conn, [run_id])
                 self._write_links(conn, run_id, links, time.time())
 
     def find_cached(
@@ -163,7 +174,7 @@ class SqlPipelineStore:
             for chunk in iter_chunks(keys, 500):
                 query = (
                     select(runs.c.id, runs.c.cache_key, runs.c.created_at)
-                    .where(runs.c.cache_key.in_(list(chunk)), runs.c.status == "finished")
+                    .where(runs.c.cache_key.in_(list(chunk)), runs.c.status == "finished", self.db._own())
                     .order_by(runs.c.created_at.desc())
                 )
                 for run_id, key, created in conn.execute(query):
@@ -171,7 +182,7 @@ class SqlPipelineStore:
                     if len(bucket) < per_key:
                         bucket.append((run_id, created))
             ids = [run_id for bucket in found.values() for run_id, _ in bucket]
-            outputs = _links_for_runs(conn, ids, "output")
+            outputs = _links_for_runs(conn, ids, "output", self.db.project)
             tags: dict[str, dict[str, str]] = {}
             if tag_keys and ids:
                 t = schema.tags
@@ -193,7 +204,7 @@ class SqlPipelineStore:
         if not run_ids:
             return {}
         with self.db.read() as conn:
-            return _links_for_runs(conn, run_ids, direction)
+            return _links_for_runs(conn, run_ids, direction, self.db.project)
 
     def links_for_digests(self, digests: Sequence[str], direction: str | None = None) -> dict[str, list[ArtifactLink]]:
         """Every run link to any of ``digests``, by digest, oldest first."""
@@ -206,7 +217,8 @@ class SqlPipelineStore:
                 query = (
                     select(ra, a.c.size, a.c.is_dir, a.c.file_count)
                     .join(a, a.c.digest == ra.c.digest)
-                    .where(ra.c.digest.in_(list(chunk)))
+                    .join(schema.runs, schema.runs.c.id == ra.c.run_id)
+                    .where(ra.c.digest.in_(list(chunk)), self.db._own())
                     .order_by(ra.c.created_at)
                 )
                 if direction:
@@ -224,19 +236,37 @@ class SqlPipelineStore:
         out: dict[str, dict[str, Any]] = {}
         with self.db.read() as conn:
             for chunk in iter_chunks(list(digests), 500):
-                for row in conn.execute(select(a).where(a.c.digest.in_(list(chunk)))):
+                for row in conn.execute(select(a).where(a.c.digest.in_(self._linked(list(chunk))))):
                     out[row.digest] = dict(row._mapping)
         return out
+
+    def _linked(self, digests: list[str]) -> Any:
+        """Those of ``digests`` this project can see: linked by its runs, or its models' versions and exports."""
+        ra, mv, e, models = schema.run_artifacts, schema.model_versions, schema.model_exports, schema.models
+        own_models = select(models.c.name).where(models.c.project == self.db.project)
+        return union(
+            select(ra.c.digest).join(schema.runs, schema.runs.c.id == ra.c.run_id)
+            .where(ra.c.digest.in_(digests), self.db._own()),
+            select(mv.c.artifact_digest).where(mv.c.artifact_digest.in_(digests), mv.c.name.in_(own_models)),
+            select(mv.c.onnx_digest).where(mv.c.onnx_digest.in_(digests), mv.c.name.in_(own_models)),
+            select(e.c.artifact_digest).where(e.c.artifact_digest.in_(digests), e.c.name.in_(own_models)),
+        )
 
     def runs_citing(self, column: str, run_ids: Sequence[str]) -> dict[str, list[str]]:
         """Ids of runs whose ``column`` (``cached_from`` or ``parent_id``) is one of ``run_ids``."""
         if not run_ids:
             return {}
+        if column not in ("cached_from", "parent_id"):
+            raise InvalidInput(f"runs cite others by cached_from or parent_id, not {column!r}")
         col = schema.runs.c[column]
         out: dict[str, list[str]] = {}
         with self.db.read() as conn:
             for chunk in iter_chunks(list(run_ids), 500):
-                query = select(schema.runs.c.id, col).where(col.in_(list(chunk))).order_by(schema.runs.c.created_at)
+                query = (
+                    select(schema.runs.c.id, col)
+                    .where(col.in_(list(chunk)), self.db._own())
+                    .order_by(schema.runs.c.created_at)
+                )
                 for run_id, cited in conn.execute(query):
                     out.setdefault(cited, []).append(run_id)
         return out
@@ -249,6 +279,11 @@ class SqlPipelineStore:
         out: dict[str, list[str]] = {}
         with self.db.read() as conn:
             for chunk in iter_chunks(list(values), 500):
-                for run_id, value in conn.execute(select(t.c.run_id, t.c.value).where(t.c.key == key, t.c.value.in_(list(chunk)))):
+                query = (
+                    select(t.c.run_id, t.c.value)
+                    .join(schema.runs, schema.runs.c.id == t.c.run_id)
+                    .where(t.c.key == key, t.c.value.in_(list(chunk)), self.db._own())
+                )
+                for run_id, value in conn.execute(query):
                     out.setdefault(value, []).append(run_id)
         return out

@@ -146,6 +146,7 @@ class RunRow:
     env_digest: str | None
     cache_key: str | None
     cached_from: str | None
+    project: str = "default"
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -212,6 +213,7 @@ class ModelRow:
     description: str | None
     created_at: float
     latest_version: int
+    project: str = "default"
 
 
 @dataclass(frozen=True)

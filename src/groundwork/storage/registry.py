@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
+from groundwork.errors import Conflict, ModelNotFound
 from groundwork.storage import schema
 from groundwork.storage.metadata import SqlMetadataStore
 from groundwork.storage.records import (  # re-exported: the records live in storage.records
@@ -51,6 +52,22 @@ class SqlRegistryStore:
     def __init__(self, db: SqlMetadataStore) -> None:
         self.db = db
 
+    # -- projects: model names are unique in a store; a model belongs to one project ----------------
+    def _own_names(self) -> Any:
+        return select(schema.models.c.name).where(schema.models.c.project == self.db.project)
+
+    def _check_model(self, conn: Any, name: str, *, create: bool = False) -> None:
+        """Raise unless ``name`` is a model of this project (or, with ``create``, not a model of another)."""
+        owner = conn.execute(select(schema.models.c.project).where(schema.models.c.name == name)).scalar()
+        if owner is None and create:
+            return
+        if owner is None:
+            raise ModelNotFound(f"no model named {name!r}", hint="list models with: groundwork models list")
+        if owner != self.db.project:
+            if create:
+                raise Conflict(f"the model name {name!r} is taken by another project", hint="choose another name")
+            raise ModelNotFound(f"no model named {name!r} in project {self.db.project!r}")
+
     # -- writes ------------------------------------------------------------------------
     def create_version(
         self,
@@ -75,10 +92,13 @@ class SqlRegistryStore:
         now = time.time()
         db = self.db
         with db.write() as conn:
+            self._check_model(conn, name, create=True)
+            if run_id is not None:
+                db._check_own(conn, [run_id])
             _insert_artifact(db, conn, artifact, now)
             conn.execute(
                 db.dialect_insert(schema.models).on_conflict_do_nothing(),
-                {"name": name, "description": None, "created_at": now, "latest_version": 0},
+                {"name": name, "description": None, "created_at": now, "latest_version": 0, "project": db.project},
             )
             models = schema.models
             conn.execute(
@@ -117,6 +137,7 @@ class SqlRegistryStore:
 
     def set_description(self, name: str, description: str | None, version: int | None = None) -> None:
         with self.db.write() as conn:
+            self._check_model(conn, name)
             if version is None:
                 conn.execute(update(schema.models).where(schema.models.c.name == name).values(description=description))
             else:
@@ -137,6 +158,7 @@ class SqlRegistryStore:
         with self.db.write() as conn:
             # Take the model row's lock (PostgreSQL; SQLite already holds the write lock).
             conn.execute(select(models.c.name).where(models.c.name == name).with_for_update()).first()
+            self._check_model(conn, name)
             current = conn.execute(
                 select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
             ).scalar()
@@ -178,6 +200,8 @@ class SqlRegistryStore:
                 "latency_ms": row.get("latency_ms"),
             })
         with self.db.write() as conn:
+            for model in {v["model"] for v in values}:
+                self._check_model(conn, model)
             conn.execute(insert(schema.prediction_samples), values)
 
     def add_export(
@@ -196,6 +220,7 @@ class SqlRegistryStore:
         now = time.time()
         db = self.db
         with db.write() as conn:
+            self._check_model(conn, name)
             _insert_artifact(db, conn, artifact, now)
             result = conn.execute(
                 insert(schema.model_exports),
@@ -210,53 +235,67 @@ class SqlRegistryStore:
     # -- reads -------------------------------------------------------------------------
     def get_model(self, name: str) -> ModelRow | None:
         with self.db.read() as conn:
-            row = conn.execute(select(schema.models).where(schema.models.c.name == name)).first()
+            row = conn.execute(
+                select(schema.models).where(schema.models.c.name == name, schema.models.c.project == self.db.project)
+            ).first()
         return ModelRow(**dict(row._mapping)) if row else None
 
     def list_models(self) -> list[ModelRow]:
         with self.db.read() as conn:
-            rows = conn.execute(select(schema.models).order_by(schema.models.c.name))
+            rows = conn.execute(
+                select(schema.models).where(schema.models.c.project == self.db.project).order_by(schema.models.c.name)
+            )
             return [ModelRow(**dict(r._mapping)) for r in rows]
 
     def model_names(self) -> list[str]:
         with self.db.read() as conn:
-            return [r[0] for r in conn.execute(select(schema.models.c.name).order_by(schema.models.c.name))]
+            return [r[0] for r in conn.execute(self._own_names().order_by(schema.models.c.name))]
 
     def get_version(self, name: str, version: int) -> VersionRow | None:
         mv = schema.model_versions
         with self.db.read() as conn:
-            row = conn.execute(select(mv).where(mv.c.name == name, mv.c.version == version)).first()
+            row = conn.execute(
+                select(mv).where(mv.c.name == name, mv.c.version == version, mv.c.name.in_(self._own_names()))
+            ).first()
         return VersionRow.from_mapping(row._mapping) if row else None
 
     def latest_version(self, name: str) -> int | None:
         """The highest existing version number of ``name`` (None when it has none)."""
         mv = schema.model_versions
         with self.db.read() as conn:
-            value = conn.execute(select(func.max(mv.c.version)).where(mv.c.name == name)).scalar()
+            value = conn.execute(
+                select(func.max(mv.c.version)).where(mv.c.name == name, mv.c.name.in_(self._own_names()))
+            ).scalar()
         return None if value is None else int(value)
 
     def list_versions(self, name: str) -> list[VersionRow]:
         mv = schema.model_versions
         with self.db.read() as conn:
-            rows = conn.execute(select(mv).where(mv.c.name == name).order_by(mv.c.version))
+            rows = conn.execute(
+                select(mv).where(mv.c.name == name, mv.c.name.in_(self._own_names())).order_by(mv.c.version)
+            )
             return [VersionRow.from_mapping(r._mapping) for r in rows]
 
     def version_numbers(self, name: str) -> list[int]:
         mv = schema.model_versions
         with self.db.read() as conn:
-            return [int(r[0]) for r in conn.execute(select(mv.c.version).where(mv.c.name == name).order_by(mv.c.version))]
+            query = select(mv.c.version).where(mv.c.name == name, mv.c.name.in_(self._own_names()))
+            return [int(r[0]) for r in conn.execute(query.order_by(mv.c.version))]
 
     def versions_for_run(self, run_id: str) -> list[VersionRow]:
         mv = schema.model_versions
         with self.db.read() as conn:
-            rows = conn.execute(select(mv).where(mv.c.run_id == run_id).order_by(mv.c.name, mv.c.version))
+            rows = conn.execute(
+                select(mv).where(mv.c.run_id == run_id, mv.c.name.in_(self._own_names())).order_by(mv.c.name, mv.c.version)
+            )
             return [VersionRow.from_mapping(r._mapping) for r in rows]
 
     def versions_for_artifact(self, digest: str) -> list[VersionRow]:
         mv = schema.model_versions
         with self.db.read() as conn:
             rows = conn.execute(
-                select(mv).where((mv.c.artifact_digest == digest) | (mv.c.onnx_digest == digest))
+                select(mv)
+                .where((mv.c.artifact_digest == digest) | (mv.c.onnx_digest == digest), mv.c.name.in_(self._own_names()))
                 .order_by(mv.c.name, mv.c.version)
             )
             return [VersionRow.from_mapping(r._mapping) for r in rows]
@@ -265,7 +304,9 @@ class SqlRegistryStore:
         """``{alias: version}`` of one model, sorted by alias."""
         a = schema.model_aliases
         with self.db.read() as conn:
-            rows = conn.execute(select(a.c.alias, a.c.version).where(a.c.name == name).order_by(a.c.alias))
+            rows = conn.execute(
+                select(a.c.alias, a.c.version).where(a.c.name == name, a.c.name.in_(self._own_names())).order_by(a.c.alias)
+            )
             return {alias: int(version) for alias, version in rows}
 
     def all_aliases(self) -> dict[str, dict[str, int]]:
@@ -274,7 +315,9 @@ class SqlRegistryStore:
         out: dict[str, dict[str, int]] = {}
         with self.db.read() as conn:
             for name, alias, version in conn.execute(
-                select(a.c.name, a.c.alias, a.c.version).order_by(a.c.name, a.c.alias)
+                select(a.c.name, a.c.alias, a.c.version)
+                .where(a.c.name.in_(self._own_names()))
+                .order_by(a.c.name, a.c.alias)
             ):
                 out.setdefault(name, {})[alias] = int(version)
         return out
@@ -283,13 +326,15 @@ class SqlRegistryStore:
         """Where ``alias`` of ``name`` points (one indexed read: cheap enough to poll)."""
         a = schema.model_aliases
         with self.db.read() as conn:
-            value = conn.execute(select(a.c.version).where(a.c.name == name, a.c.alias == alias)).scalar()
+            value = conn.execute(
+                select(a.c.version).where(a.c.name == name, a.c.alias == alias, a.c.name.in_(self._own_names()))
+            ).scalar()
         return None if value is None else int(value)
 
     def alias_history(self, name: str, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
         """Alias moves of ``name``, newest first."""
         h = schema.alias_history
-        query = select(h).where(h.c.name == name)
+        query = select(h).where(h.c.name == name, h.c.name.in_(self._own_names()))
         if alias is not None:
             query = query.where(h.c.alias == alias)
         query = query.order_by(h.c.id.desc())
@@ -303,7 +348,7 @@ class SqlRegistryStore:
     ) -> list[PredictionSample]:
         """Stored samples of ``model`` (optionally one version), newest first."""
         p = schema.prediction_samples
-        query = select(p).where(p.c.model == model)
+        query = select(p).where(p.c.model == model, p.c.model.in_(self._own_names()))
         if version is not None:
             query = query.where(p.c.version == version)
         query = query.order_by(p.c.id.desc())
@@ -321,12 +366,13 @@ class SqlRegistryStore:
     def count_prediction_samples(self, model: str) -> int:
         p = schema.prediction_samples
         with self.db.read() as conn:
-            return int(conn.execute(select(func.count()).select_from(p).where(p.c.model == model)).scalar() or 0)
+            query = select(func.count()).select_from(p).where(p.c.model == model, p.c.model.in_(self._own_names()))
+            return int(conn.execute(query).scalar() or 0)
 
     def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
         """Recorded exports of ``name`` (optionally one version), newest first."""
         e = schema.model_exports
-        query = select(e).where(e.c.name == name)
+        query = select(e).where(e.c.name == name, e.c.name.in_(self._own_names()))
         if version is not None:
             query = query.where(e.c.version == version)
         with self.db.read() as conn:
@@ -335,12 +381,14 @@ class SqlRegistryStore:
     def get_export(self, export_id: int) -> ExportRow | None:
         e = schema.model_exports
         with self.db.read() as conn:
-            row = conn.execute(select(e).where(e.c.id == export_id)).first()
+            row = conn.execute(select(e).where(e.c.id == export_id, e.c.name.in_(self._own_names()))).first()
         return ExportRow.from_mapping(row._mapping) if row else None
 
     def exports_for_artifact(self, digest: str) -> list[ExportRow]:
         """Exports whose bundle is the artifact ``digest``."""
         e = schema.model_exports
         with self.db.read() as conn:
-            rows = conn.execute(select(e).where(e.c.artifact_digest == digest).order_by(e.c.id))
+            rows = conn.execute(
+                select(e).where(e.c.artifact_digest == digest, e.c.name.in_(self._own_names())).order_by(e.c.id)
+            )
             return [ExportRow.from_mapping(r._mapping) for r in rows]

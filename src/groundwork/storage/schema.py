@@ -53,8 +53,10 @@ runs = Table(
     Column("env_digest", String(64), ForeignKey("environments.digest"), nullable=True),
     Column("cache_key", String(64), nullable=True),
     Column("cached_from", String(32), nullable=True),  # the run whose result a cached run reuses
+    Column("project", String(64), nullable=False, server_default="default"),
 )
 Index("ix_runs_created_at", runs.c.created_at)
+Index("ix_runs_project_created_at", runs.c.project, runs.c.created_at)
 Index("ix_runs_parent_id", runs.c.parent_id)
 Index("ix_runs_name", runs.c.name)
 Index("ix_runs_status", runs.c.status)
@@ -170,7 +172,9 @@ models = Table(
     Column("description", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("latest_version", Integer, nullable=False, default=0),
+    Column("project", String(64), nullable=False, server_default="default"),
 )
+Index("ix_models_project", models.c.project)
 
 #: One version of a model: an artifact (a folder holding the native form, and an ONNX form
 #: where conversion worked) made by a run. ``signature``, ``tags`` and ``info`` are JSON.

@@ -417,9 +417,25 @@ SELECT key FROM k WHERE key IS NOT NULL LIMIT :limit
 """
 
 
-def all_keys(conn: Connection, limit: int) -> dict[str, list[str]]:
-    """Distinct param, metric and tag keys. Params and metrics skip-scan their ``(key, ...)`` index."""
-    params = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="params")), {"limit": limit})]
-    metrics = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="latest_metrics")), {"limit": limit})]
-    tags = [r[0] for r in conn.execute(select(schema.tags.c.key).distinct().order_by(schema.tags.c.key).limit(limit))]
-    return {"params": params, "metrics": metrics, "tags": tags}
+def all_keys(conn: Connection, limit: int, project: str | None = None) -> dict[str, list[str]]:
+    """Distinct param, metric and tag keys, of one project's runs when ``project`` is given.
+
+    Without a project, params and metrics skip-scan their ``(key, ...)`` index.
+    """
+    if project is None:
+        params = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="params")), {"limit": limit})]
+        metrics = [r[0] for r in conn.execute(text(_SKIP_SCAN.format(table="latest_metrics")), {"limit": limit})]
+        tags = [r[0] for r in conn.execute(select(schema.tags.c.key).distinct().order_by(schema.tags.c.key).limit(limit))]
+        return {"params": params, "metrics": metrics, "tags": tags}
+    out: dict[str, list[str]] = {}
+    for name, table in (("params", schema.params), ("metrics", schema.latest_metrics), ("tags", schema.tags)):
+        query = (
+            select(table.c.key)
+            .join(_runs, _runs.c.id == table.c.run_id)
+            .where(_runs.c.project == project)
+            .distinct()
+            .order_by(table.c.key)
+            .limit(limit)
+        )
+        out[name] = [r[0] for r in conn.execute(query)]
+    return out

@@ -386,17 +386,17 @@ class Stores:
     artifacts: ArtifactStore
 
 
-_opened: dict[tuple[int, str, str, bool], Stores] = {}
+_opened: dict[tuple[int, str, str, str, bool], Stores] = {}
 _lock = threading.Lock()
 
 
 def open_stores(config: Config, *, create: bool = True) -> Stores:
-    """The stores of ``config``, opened (and migrated) once per process.
+    """The stores of ``config``, confined to its project, opened (and migrated) once per process.
 
     ``create=False`` refuses a SQLite store that does not exist yet (viewers such as
     ``groundwork ui`` never make one, nor its folder).
     """
-    key = (os.getpid(), config.store_url, config.artifacts_url, create)
+    key = (os.getpid(), config.store_url, config.artifacts_url, config.project, create)
     with _lock:
         found = _opened.get(key)
         if found is not None:
@@ -406,7 +406,7 @@ def open_stores(config: Config, *, create: bool = True) -> Stores:
     from groundwork.storage.pipelines import SqlPipelineStore
     from groundwork.storage.registry import SqlRegistryStore
 
-    db = open_metadata_store(config.store_url, create=create)
+    db = open_metadata_store(config.store_url, create=create).for_project(config.project)
     stores = Stores(db, SqlRegistryStore(db), SqlPipelineStore(db), ArtifactStore.from_url(config.artifacts_url))
     with _lock:
         return _opened.setdefault(key, stores)
