@@ -12,7 +12,8 @@ from groundwork.cli._app import ArtifactsOption, StoreOption, app, err_console, 
 @app.command(
     "serve",
     epilog="Example:  groundwork serve digits@production --port 8000 --workers 2   "
-    "then: curl --json '{\"inputs\": [[0, 1, ...]]}' http://127.0.0.1:8000/v1/models/digits/predict",
+    "then: curl --json '{\"inputs\": [[0, 1, ...]]}' http://127.0.0.1:8000/v1/models/digits/predict   "
+    "A canary:  groundwork serve digits --route production=90,candidate=10 --shadow staging",
 )
 def serve_command(
     refs: Annotated[list[str], typer.Argument(help="Models to serve: NAME@ALIAS (follows the alias), NAME/VERSION, NAME.",
@@ -32,6 +33,8 @@ def serve_command(
     timeout_keep_alive: Annotated[float, typer.Option("--timeout-keep-alive", help="Seconds an idle keep-alive connection stays open.")] = 5.0,
     header_timeout: Annotated[float, typer.Option("--header-timeout", help="Seconds a client has to send a request's headers (slow clients are closed).")] = 10.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a client has to send a request's body after its headers (or may stall reading an answer).")] = 60.0,
+    route: Annotated[str | None, typer.Option("--route", help="Split the model's requests by weight between aliases or versions: production=90,candidate=10 (weights add up to 100).", show_default=False)] = None,
+    shadow: Annotated[str | None, typer.Option("--shadow", help="Also send every request to this alias or version, after answering; its answers are never returned.", show_default=False)] = None,
     allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="A name clients may use in Host besides loopback names and --host (repeat it; '*': any).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "warning",
     store: StoreOption = None,
@@ -48,6 +51,7 @@ def serve_command(
         sample_rate=sample_rate, poll_interval_s=poll_interval, threads=threads, backend=backend, inline=inline,
         allowed_hosts=tuple(allow_host or ()), limit_concurrency=limit_concurrency,
         timeout_keep_alive_s=timeout_keep_alive, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+        route=route, shadow=shadow,
     )
     config = make_config(store, artifacts)
 
@@ -58,10 +62,17 @@ def serve_command(
             return
         for served in serving.models.values():
             loaded = served.current
+            table = served.router.table if served.router is not None else None
             err_console.print(
                 f"groundwork serve: {served.ref} (version {loaded.number}, {loaded.predictor.backend}) at "
                 f"{base}/v1/models/{served.name}/predict", highlight=False)
+            table = served.router.table if served.router is not None else None
+            if table is not None:
+                shares = ", ".join(f"{t.label} (version {t.current.number}) {w}%" for t, w in table.shares())
+                shadow = f"; shadow: {table.shadow.label} (version {table.shadow.current.number})" if table.shadow else ""
+                err_console.print(f"groundwork serve: {served.name} routed {shares}{shadow}", highlight=False)
         err_console.print(f"groundwork serve: API docs at {base}/docs, metrics at {base}/metrics", highlight=False)
 
     run_server(refs, config=config, options=options, host=host, port=port, workers=workers,
                log_level=log_level, on_ready=announce)
+

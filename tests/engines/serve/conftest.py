@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,3 +98,48 @@ def served(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., context
         return serve_process(registry.config, refs, flags, tmp_path)
 
     yield start
+
+
+class Load:
+    """``clients`` threads posting two-row requests to ``/v1/models/MODEL/predict`` without pause.
+
+    ``seen[i]`` holds the ``model_version`` of client i's answers in order; any answer other
+    than 200 (or a connection error) goes to ``failures``. Stops when the block ends.
+    """
+
+    def __init__(self, url: str, model: str, x: np.ndarray, clients: int = 8) -> None:
+        self.url, self.model, self.x = url, model, x
+        self.failures: list[str] = []
+        self.seen: list[list[int]] = [[] for _ in range(clients)]
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(clients)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def count(self) -> int:
+        return sum(map(len, self.seen))
+
+    def _client(self, index: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as http:
+            i = 0
+            while not self._stop.is_set():
+                start = (index * 7 + i) % 1700
+                try:
+                    response = http.post(f"/v1/models/{self.model}/predict",
+                                         json={"inputs": self.x[start:start + 2].tolist()})
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text}")
+                else:
+                    self.seen[index].append(response.json()["model_version"])
+                i += 1

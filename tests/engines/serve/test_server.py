@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -17,7 +16,7 @@ import groundwork as gw
 from groundwork.errors import InvalidInput, error_body
 from groundwork.storage.stores import open_stores
 
-from .conftest import Registry, Server, serve_process
+from .conftest import Load, Registry, Server, serve_process
 
 ERROR_KEYS = set(error_body(InvalidInput("x")))
 
@@ -171,44 +170,20 @@ def test_moving_the_alias_under_load_swaps_with_zero_failed_requests(registry: R
         second = run.log_model(DecisionTreeClassifier(max_depth=6, random_state=0).fit(x, y), "swap", example=x[:5])
     gw.promote_model("swap", first.version, alias="production", config=config)
 
-    failures: list[str] = []
-    seen: list[list[int]] = [[] for _ in range(8)]
-    stop = threading.Event()
-
-    def client(index: int, url: str) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            i = 0
-            while not stop.is_set():
-                rows = x[(index * 7 + i) % 1700:(index * 7 + i) % 1700 + 2].tolist()
-                try:
-                    response = http.post("/v1/models/swap/predict", json={"inputs": rows})
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-                    continue
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
-                else:
-                    seen[index].append(response.json()["model_version"])
-                i += 1
-
-    with served("swap@production", flags=("--poll-interval", "0.2")) as server:
-        threads = [threading.Thread(target=client, args=(i, server.url)) for i in range(8)]
-        for t in threads:
-            t.start()
-        while sum(map(len, seen)) < 200:
+    with served("swap@production", flags=("--poll-interval", "0.2")) as server, Load(server.url, "swap", x) as load:
+        seen = load.seen
+        while load.count() < 200:
             time.sleep(0.05)
         gw.promote_model("swap", second.version, alias="production", reason="deeper tree", config=config)
         deadline = time.monotonic() + 120
         while not all(s and s[-1] == second.version for s in seen) and time.monotonic() < deadline:
             time.sleep(0.05)
-        after = sum(map(len, seen))
-        while sum(map(len, seen)) < after + 200 and time.monotonic() < deadline:
+        after = load.count()
+        while load.count() < after + 200 and time.monotonic() < deadline:
             time.sleep(0.05)
-        stop.set()
-        for t in threads:
-            t.join()
         log = server.log_text()
         readyz = server.client.get("/readyz").json()
+    failures = load.failures
     assert failures == []
     for versions in seen:
         assert versions[0] == first.version and versions[-1] == second.version

@@ -10,7 +10,8 @@ Modules: :mod:`.app` (the ASGI app and its raw predict path), :mod:`.batching`
 (the dynamic batcher), :mod:`.validation` (signature checks and the 4xx answers),
 :mod:`.hosts` (``Host`` and ``Origin`` checks), :mod:`.limits` (open files, connection
 cap, header and body timeouts), :mod:`.metrics` (Prometheus), :mod:`.watcher` (alias
-polling and hot-swap), :mod:`.sampling` (stored prediction samples), :mod:`.openapi`
+polling and hot-swap), :mod:`.routing` (traffic split between versions, shadow traffic),
+:mod:`.admin` (changing a route at runtime), :mod:`.sampling` (stored prediction samples), :mod:`.openapi`
 (``/docs``, with the vendored Swagger UI in ``static/``).
 """
 
@@ -96,12 +97,19 @@ def run_server(
         uvicorn.run(app, host=host, port=port, **uvicorn_settings(options, log_level))
         return
     # Check the references here, so a typo is one clear error instead of N crashing workers.
-    from groundwork.core.registry import get_model_version
+    from groundwork.core.registry import ModelRef, get_model_version
+    from groundwork.engines.serve.routing import resolve_target, startup_spec
 
     for ref in refs:
         get_model_version(ref, config=config)
-    spec = {"refs": list(refs), "config": dataclasses.asdict(config), "options": dataclasses.asdict(options)}
+    route = startup_spec([ModelRef.parse(r) for r in refs], options.route, options.shadow)
+    if route is not None:
+        for label in route.labels():
+            resolve_target(ModelRef.parse(refs[0]).name, label, route, config)
     metrics_dir = tempfile.mkdtemp(prefix="gw-serve-metrics-")
+    # The workers share this folder: Prometheus values, and a route changed in one worker (see .routing).
+    options = dataclasses.replace(options, state_dir=metrics_dir)
+    spec = {"refs": list(refs), "config": dataclasses.asdict(config), "options": dataclasses.asdict(options)}
     previous = {k: os.environ.get(k) for k in (WORKER_ENV, "PROMETHEUS_MULTIPROC_DIR")}
     os.environ[WORKER_ENV] = json.dumps(spec)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -18,20 +18,38 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from groundwork.config import Config
 from groundwork.core.registry import ModelRef, get_model_version
+from groundwork.engines.serve.admin import (
+    ADMIN_PREFIX,
+    ADMIN_TOKEN_ENV,
+    ROUTE_SUFFIX,
+    admin_refusal,
+    requested_route,
+)
 from groundwork.engines.serve.batching import BatchError, DynamicBatcher
 from groundwork.engines.serve.hosts import HostPolicy
 from groundwork.engines.serve.metrics import ServeMetrics
 from groundwork.engines.serve.openapi import DOCS_ASSETS, docs_asset, openapi_document, swagger_html
+from groundwork.engines.serve.routing import (
+    MAX_SHADOW_IN_FLIGHT,
+    Router,
+    RouteSpec,
+    RouteTable,
+    Target,
+    own_label,
+    startup_spec,
+)
 from groundwork.engines.serve.sampling import PredictionSampler
 from groundwork.engines.serve.validation import body_not_json, envelope_inputs, not_json_content, too_large
 from groundwork.engines.serve.watcher import AliasWatcher, Loaded, load_version
@@ -71,6 +89,14 @@ class ServeOptions:
     header_timeout_s: float = 10.0
     #: seconds a client has to send a request's body once its headers arrived
     body_timeout_s: float = 60.0
+    #: split a model's traffic by weight between aliases or versions (``production=90,candidate=10``)
+    route: str | None = None
+    #: also send every request to this alias or version, off the response path (see :mod:`.routing`)
+    shadow: str | None = None
+    #: the bearer token of ``/admin/...`` (changing routes at runtime); default ``GROUNDWORK_SERVE_TOKEN``
+    admin_token: str | None = None
+    #: a folder the workers of one ``groundwork serve --workers N`` share (set by ``run_server``)
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))  # a list when read back from JSON
@@ -90,6 +116,8 @@ class ServeOptions:
                               ("--header-timeout", self.header_timeout_s), ("--body-timeout", self.body_timeout_s)):
             if not seconds > 0:
                 raise InvalidInput(f"{flag} must be more than 0 seconds, not {seconds}")
+        if self.route is not None or self.shadow is not None:
+            RouteSpec.parse(self.route, self.shadow)  # a malformed spec fails here, before anything loads
 
 
 class ModelFailed(GroundworkError):
@@ -108,11 +136,13 @@ class ServedModel:
         self.current = loaded
         self.batcher = batcher
         self.watcher: AliasWatcher | None = None
+        #: set when requests are split between versions or shadowed (then ``current`` is the heaviest target's)
+        self.router: Router | None = None
 
     def describe(self) -> dict[str, Any]:
         loaded = self.current
         signature = loaded.predictor.signature or loaded.version.signature
-        return {
+        out = {
             "name": self.name,
             "ref": str(self.ref),
             "version": loaded.number,
@@ -122,6 +152,10 @@ class ServedModel:
             "loaded_at": loaded.loaded_at,
             "url": f"{_PREFIX}{self.name}{_SUFFIX}",
         }
+        table = self.router.table if self.router is not None else None
+        if table is not None:
+            out.update(table.describe())
+        return out
 
 
 class ServingApp:
@@ -147,7 +181,13 @@ class ServingApp:
         self.sampler = PredictionSampler(self.config, self.options.sample_rate)
         self.models: dict[str, ServedModel] = {}
         opts = self.options
+        self.admin_token = opts.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+        self._shadows: set[asyncio.Task[None]] = set()
+        route = startup_spec(parsed, opts.route, opts.shadow)
         for ref in parsed:
+            if route is not None:
+                self.models[ref.name] = self._routed(ref, route)
+                continue
             version = get_model_version(str(ref), config=self.config)
             loaded = load_version(version, config=self.config, backend=opts.backend, threads=opts.threads)
             name = ref.name
@@ -171,10 +211,87 @@ class ServingApp:
             **{f"/docs/{name}": self._docs_asset for name in DOCS_ASSETS},
         }
 
+    # -- routes ---------------------------------------------------------------------------------------
+    def _router(self, name: str, seeds: Sequence[Loaded] = ()) -> Router:
+        opts = self.options
+
+        def new_batcher(label: str) -> DynamicBatcher:
+            return DynamicBatcher(max_batch_size=opts.max_batch_size, max_wait_ms=opts.max_wait_ms, inline=opts.inline,
+                                  on_batch=functools.partial(self._on_batch, name))
+
+        state = Path(opts.state_dir) / f"route-{name}.json" if opts.state_dir else None
+        return Router(name, config=self.config, new_batcher=new_batcher, on_swap=functools.partial(self._target_swapped, name),
+                      backend=opts.backend, threads=opts.threads, interval_s=opts.poll_interval_s, state_file=state,
+                      seeds=seeds)
+
+    def _routed(self, ref: ModelRef, spec: RouteSpec) -> ServedModel:
+        router = self._router(ref.name)
+        table = router.install(spec, router.prepare(spec))
+        primary = table.primary()
+        assert primary is not None
+        served = ServedModel(ref, primary.current, primary.batcher)
+        served.router = router
+        self.metrics.served(ref.name, primary.current.number)
+        return served
+
+    def _target_swapped(self, name: str, target: Target, old: Loaded, loaded: Loaded) -> None:
+        served = self.models[name]
+        self._routes_changed(served)
+        print(f"groundwork serve: {target.ref} (route target {target.label}) now answers with version "
+              f"{loaded.number} (was {old.number})", file=sys.stderr, flush=True)
+
+    def _routes_changed(self, served: ServedModel) -> None:
+        table = served.router.table if served.router is not None else None
+        primary = table.primary() if table is not None else None
+        if primary is not None and primary.current is not served.current:
+            served.current = primary.current
+            self.metrics.served(served.name, primary.current.number, swapped=True)
+        self._openapi = None
+
+    async def set_route(self, served: ServedModel, spec: RouteSpec) -> RouteTable:
+        """Route ``served`` by ``spec`` from the next request on (loading what it needs first, off the loop)."""
+        router = served.router
+        if router is None:  # a model served without a route gets one: its own version is shared, not reloaded
+            router = self._router(served.name, seeds=[served.current])
+            table = await router.update(spec)
+            router.start()
+            served.router = router
+            if served.watcher is not None:
+                await served.watcher.stop()
+                served.watcher = None
+        else:
+            table = await router.update(spec)
+        self._routes_changed(served)
+        print(f"groundwork serve: {served.name} is now routed {table.spec.describe()}", file=sys.stderr, flush=True)
+        return table
+
+    def _shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool) -> None:
+        """Send one request's inputs to the shadow target in a task of its own (never answered to anyone)."""
+        if len(self._shadows) >= MAX_SHADOW_IN_FLIGHT:
+            self.metrics.shadowed(served.name, target.label, "dropped")
+            return
+        task = asyncio.get_running_loop().create_task(self._run_shadow(served, target, inputs, booleans))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _run_shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool) -> None:
+        loaded = target.current
+        try:
+            batch, rows = loaded.validator(inputs, booleans)
+            target.batcher.arriving()
+            await target.batcher.submit(loaded, batch, rows)
+        except Exception:  # the shadow's own failure: counted, never the caller's
+            self.metrics.shadowed(served.name, target.label, "error")
+            return
+        self.metrics.shadowed(served.name, target.label, "ok")
+
     # -- lifecycle ------------------------------------------------------------------------------------
     async def startup(self) -> None:
         self.sampler.start()
         for served in self.models.values():
+            if served.router is not None:
+                served.router.start()
+                continue
             watcher = AliasWatcher(
                 served.ref,
                 current=functools.partial(_current_number, served),
@@ -198,7 +315,11 @@ class ServingApp:
         for served in self.models.values():
             if served.watcher is not None:
                 await served.watcher.stop()
+            if served.router is not None:
+                await served.router.stop()
             served.batcher.close()
+        for task in list(self._shadows):
+            task.cancel()
         await asyncio.to_thread(self.sampler.close)
 
     def _on_batch(self, name: str, rows: int, requests: int, seconds: float) -> None:
@@ -261,9 +382,18 @@ class ServingApp:
     async def _predict(self, served: ServedModel, content_type: bytes | None, length: bytes | None,
                        receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        batcher = served.batcher
+        router = served.router
+        if router is None:
+            table = target = None
+            batcher = served.batcher
+            loaded = served.current
+        else:  # split between versions (see .routing): one draw, then the same path on the target's own batcher
+            table = router.table
+            assert table is not None
+            target = table.pick()
+            batcher = target.batcher
+            loaded = target.current
         batcher.arriving()
-        loaded = served.current
         try:
             if content_type != b"application/json":
                 unsupported = not_json_content(content_type)
@@ -276,7 +406,8 @@ class ServingApp:
                 raise body_not_json(str(exc), body) from None
             inputs = envelope_inputs(document)
             unusual = body.translate(None, _PLAIN_JSON)  # usually empty: digits, punctuation, "inputs"
-            batch, rows = loaded.validator(inputs, b"r" in unusual or b"l" in unusual)  # tRue, faLse
+            booleans = b"r" in unusual or b"l" in unusual  # tRue, faLse
+            batch, rows = loaded.validator(inputs, booleans)
         except GroundworkError as error:
             batcher.withdrawn()
             await self._fail(send, served.name, error)
@@ -306,6 +437,11 @@ class ServingApp:
         elapsed = time.perf_counter() - started
         self.metrics.answered(served.name, 200, elapsed)
         self.sampler.offer(served.name, loaded.number, inputs, outputs, elapsed)
+        if table is not None:
+            assert target is not None
+            self.metrics.routed_to(served.name, target.label)
+            if table.shadow is not None:
+                self._shadow(served, table.shadow, inputs, booleans)
 
     async def _read_body(self, length: bytes | None, receive: Receive) -> bytes:
         limit = self.options.max_body_bytes
@@ -344,6 +480,9 @@ class ServingApp:
         path: str = scope["path"].rstrip("/") or "/"
         method = scope["method"]
         handler = self._routes.get(path)
+        if handler is None and path.startswith(ADMIN_PREFIX) and path.endswith(ROUTE_SUFFIX):
+            await self._admin_route(scope, receive, send, path[len(ADMIN_PREFIX):-len(ROUTE_SUFFIX)])
+            return
         if handler is None and path.startswith(_PREFIX):
             rest = path[len(_PREFIX):]
             name, _, action = rest.partition("/")
@@ -368,6 +507,43 @@ class ServingApp:
             await _send_error(send, _MethodNotAllowed(f"use GET for {path}, not {method}"), [(b"allow", b"GET")])
             return
         await handler(scope, receive, send)
+
+    async def _admin_route(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """``GET``/``PUT /admin/models/NAME/route`` (see :mod:`.admin`)."""
+        method = scope["method"]
+        try:
+            refused = admin_refusal(scope, self.admin_token)
+            if refused is not None:
+                raise refused
+            served = self.models.get(name)
+            if served is None:
+                raise self._unknown_model(name)
+            current = served.router.table if served.router is not None else None
+            if method in ("GET", "HEAD"):
+                await _send_json(send, 200, served.describe())
+                return
+            if method != "PUT":
+                await _send_error(send, _MethodNotAllowed(f"use GET or PUT for {scope['path']}, not {method}"),
+                                  [(b"allow", b"GET, PUT")])
+                return
+            headers = dict(scope["headers"])
+            unsupported = not_json_content(headers.get(b"content-type"))
+            if unsupported is not None:
+                raise unsupported
+            body = await self._read_body(headers.get(b"content-length"), receive)
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise body_not_json(str(exc), body) from None
+            before = current.spec if current is not None else RouteSpec(((own_label(served.ref), 100),))
+            spec = requested_route(document, before)
+            await self.set_route(served, spec)
+        except GroundworkError as error:
+            await _send_error(send, error)
+            return
+        except _ClientGone:
+            return
+        await _send_json(send, 200, served.describe())
 
     def _unknown_model(self, name: str) -> NotFound:
         from groundwork.errors import ModelNotFound

@@ -234,6 +234,11 @@ class DynamicBatcher:
             start = end
 
     @property
+    def idle(self) -> bool:
+        """Nothing queued, running or announced: closing now fails no request."""
+        return not self._queue and not self._draining and self._incoming <= 0
+
+    @property
     def runs_inline(self) -> bool:
         """Whether the next runtime call runs on the event loop."""
         if self.inline is not None:

@@ -11,6 +11,10 @@ metric                                  type      labels
 ``groundwork_batch_latency_seconds``    histogram model (one runtime call)
 ``groundwork_served_version``           gauge     model (the version answering now)
 ``groundwork_model_swaps_total``        counter   model (alias hot-swaps)
+``groundwork_routed_requests_total``    counter   model, target (with ``--route``: answers
+                                                  per route target, e.g. production)
+``groundwork_shadow_requests_total``    counter   model, target, outcome (ok, error,
+                                                  dropped: too many shadow requests waiting)
 ``groundwork_connections_shed_total``   counter   reason (busy: answered 503 over
                                                   ``--limit-concurrency``; full: closed
                                                   at once, far over it; header_timeout,
@@ -59,6 +63,10 @@ class ServeMetrics:
                              registry=registry, **gauge_kwargs)
         self.swaps = Counter("groundwork_model_swaps", "Alias hot-swaps to a new version.", ["model"],
                              registry=registry)
+        self.routed = Counter("groundwork_routed_requests", "Requests answered by each target of a route.",
+                              ["model", "target"], registry=registry)
+        self.shadow = Counter("groundwork_shadow_requests", "Copies of requests sent to a shadow target.",
+                              ["model", "target", "outcome"], registry=registry)
         self.shed = Counter("groundwork_connections_shed", "Connections answered 503 or closed to protect the server.",
                             ["reason"], registry=registry)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -87,6 +95,12 @@ class ServeMetrics:
         self._child(self.version, model).set(version)
         if swapped:
             self._child(self.swaps, model).inc()
+
+    def routed_to(self, model: str, target: str) -> None:
+        self._child(self.routed, model, target).inc()
+
+    def shadowed(self, model: str, target: str, outcome: str) -> None:
+        self._child(self.shadow, model, target, outcome).inc()
 
     def connection_shed(self, reason: str) -> None:
         self._child(self.shed, reason).inc()

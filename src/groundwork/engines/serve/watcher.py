@@ -88,8 +88,11 @@ class AliasWatcher:
         interval_s: float = 2.0,
         backend: str = "auto",
         threads: int | None = 1,
+        loader: Callable[[int], Loaded] | None = None,
     ) -> None:
         self.ref = ref
+        #: how a version number becomes a Loaded (a route shares versions between its targets)
+        self._loader = loader
         self._current = current
         self._swap = swap
         self.config = config
@@ -144,5 +147,7 @@ class AliasWatcher:
         return True
 
     def _load(self, number: int) -> Loaded:
+        if self._loader is not None:
+            return self._loader(number)
         version = get_model_version(f"{self.ref.name}/{number}", config=self.config)
         return load_version(version, config=self.config, backend=self.backend, threads=self.threads)
