@@ -799,15 +799,16 @@ class SqlMetadataStore:
         runs = schema.runs
         return conn.execute(select(runs.c.id).where(runs.c.project != self.project).limit(1)).first() is None
 
-    def _visible(self, conn: Connection, run_id: str) -> None:
-        if conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id, self._own())).first() is None:
-            raise RunNotFound(f"no run with id {run_id!r}", hint="list runs with: groundwork runs")
+    def _visible(self, conn: Connection, run_id: str) -> bool:
+        """Whether ``run_id`` is a run of this project (reads of any other run find nothing)."""
+        return conn.execute(select(schema.runs.c.id).where(schema.runs.c.id == run_id, self._own())).first() is not None
 
     def latest_metrics(self, run_id: str) -> list[LatestMetric]:
         """The last point of each of a run's series, by key."""
         lm = schema.latest_metrics
         with self.read() as conn:
-            self._visible(conn, run_id)
+            if not self._visible(conn, run_id):
+                return []
             return [
                 LatestMetric(k, _float_or_nan(v), int(step), float(t))
                 for k, v, step, t in conn.execute(
@@ -878,8 +879,7 @@ class SqlMetadataStore:
         if step_max is not None:
             query = query.where(mc.c.first_step <= step_max)
         with self.read() as conn:
-            self._visible(conn, run_id)
-            blobs = conn.execute(query.order_by(mc.c.id)).all()
+            blobs = conn.execute(query.order_by(mc.c.id)).all() if self._visible(conn, run_id) else []
         if not blobs:
             empty_f = np.empty(0, dtype=np.float64)
             return MetricSeries(np.empty(0, dtype=np.int64), empty_f, empty_f.copy())
@@ -906,7 +906,8 @@ class SqlMetadataStore:
     def metric_keys(self, run_id: str) -> list[str]:
         lm = schema.latest_metrics
         with self.read() as conn:
-            self._visible(conn, run_id)
+            if not self._visible(conn, run_id):
+                return []
             return [r[0] for r in conn.execute(select(lm.c.key).where(lm.c.run_id == run_id).order_by(lm.c.key))]
 
     def logs(self, run_id: str, stream: str | None = None, tail: int | None = None) -> list[LogLine]:
@@ -916,8 +917,8 @@ class SqlMetadataStore:
             query = query.where(lg.c.stream == stream)
         query = query.order_by(lg.c.id.desc()).limit(tail) if tail else query.order_by(lg.c.id)
         with self.read() as conn:
-            self._visible(conn, run_id)
-            rows: list[LogLine] = [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+            visible = self._visible(conn, run_id)
+            rows: list[LogLine] = [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)] if visible else []
         if tail:
             rows.reverse()
         return rows
@@ -947,8 +948,8 @@ class SqlMetadataStore:
         if tail is not None:
             query = query.limit(tail)
         with self.read() as conn:
-            self._visible(conn, run_id)
-            rows = [LogEntry(int(i), s, float(t), x) for i, s, t, x in conn.execute(query)]
+            visible = self._visible(conn, run_id)
+            rows = [LogEntry(int(i), s, float(t), x) for i, s, t, x in conn.execute(query)] if visible else []
         if after is None:
             rows.reverse()
         return rows
