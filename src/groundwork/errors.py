@@ -148,8 +148,23 @@ class ExecutionError(GroundworkError):
 
 
 class AuthError(GroundworkError):
+    """No valid credentials: no token, or a wrong, expired or revoked one (the message never repeats it)."""
+
     headline = "Not authorized"
     http_status = 401
+    headers: dict[str, str] | None = {"WWW-Authenticate": 'Bearer realm="groundwork"'}
+
+
+class TooManyRequests(GroundworkError):
+    """Too many attempts (logins): the answer's ``Retry-After`` says when to try again."""
+
+    headline = "Too many requests"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}
 
 
 class Forbidden(GroundworkError):

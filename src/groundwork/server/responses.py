@@ -41,7 +41,7 @@ def error_response(error: GroundworkError) -> JSON:
     if isinstance(error, InvalidFilter):
         body["column"] = error.column
         body["expression"] = error.expression
-    return JSON(body, status_code=error.http_status)
+    return JSON(body, status_code=error.http_status, headers=getattr(error, "headers", None))
 
 
 def bounded_int(name: str, value: int, low: int, high: int) -> int:

@@ -334,6 +334,106 @@ class CacheCandidate:
     tags: Mapping[str, str]
 
 
+# -- the team server: users, projects, memberships, tokens, the audit log --------------------------
+
+#: The roles of a project member, weakest first (``groundwork.server.auth.Role`` orders them).
+ROLES = ("viewer", "editor", "maintainer", "admin")
+#: Kinds of token: an API token (``groundwork server tokens create``) or a web UI session.
+TOKEN_KINDS = ("api", "session")
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user of a team server. ``password_hash`` never leaves the server (not in :meth:`to_dict`)."""
+
+    name: str
+    server_admin: bool
+    disabled: bool
+    created_at: float
+    password_hash: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "server_admin": self.server_admin, "disabled": self.disabled,
+                "created_at": self.created_at, "has_password": bool(self.password_hash)}
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    """A project: it separates runs, pipelines and models on a team server."""
+
+    name: str
+    description: str | None
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    """``user`` holds ``role`` (one of :data:`ROLES`) in ``project``."""
+
+    user: str
+    project: str
+    role: str
+    granted_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """An API token or a UI session: scoped to one project and a role no higher than ``role``.
+
+    Only the SHA-256 of the secret is stored (``secret_hash``, not in :meth:`to_dict`).
+    """
+
+    id: str
+    user: str
+    project: str
+    role: str
+    name: str
+    kind: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+    secret_hash: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("secret_hash")
+        return out
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """What a token stands for right now: the token, its user, and the user's role in its project (None: none)."""
+
+    token: TokenRow
+    user: UserRow
+    member_role: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One state change on a team server: who (``actor``, with ``token_id``, from ``address``), what, when."""
+
+    at: float
+    actor: str
+    action: str
+    project: str | None = None
+    target: str | None = None
+    token_id: str | None = None
+    address: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 # -- the wire ----------------------------------------------------------------------------------------
 
 _ARRAY = "__ndarray__"
