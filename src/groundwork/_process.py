@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 
 
@@ -18,3 +19,11 @@ def pid_alive(pid: int) -> bool:
             return handle.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def current_user() -> str | None:
+    """The operating-system user running this process (None when the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name, no passwd entry, no pwd module
+        return None

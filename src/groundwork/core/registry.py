@@ -19,7 +19,6 @@ package root registers them by name, the way a plugin registers its own.
 from __future__ import annotations
 
 import difflib
-import getpass
 import json
 import re
 import tempfile
@@ -29,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from groundwork._process import current_user
 from groundwork._text import number_span
 from groundwork.config import Config
-from groundwork.core.flavors import flavor_for
+from groundwork.core.flavors import CODE_FLAVOR, flavor_for, get_flavor
 from groundwork.errors import InvalidInput, ModelNotFound
 from groundwork.storage.artifacts import hash_file
 from groundwork.storage.records import AliasMove, ArtifactRow, VersionRow
@@ -384,10 +384,7 @@ def registry_store(config: Config | None = None) -> RegistryStore:
 
 
 def _who() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
+    return current_user()
 
 
 def _unknown_model(reg: RegistryStore, name: str) -> ModelNotFound:
@@ -535,23 +532,34 @@ def log_model(
     *,
     description: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    code: Sequence[str | Path] | None = None,
+    artifacts: Mapping[str, str | Path] | None = None,
 ) -> ModelVersion:
     """Save ``obj`` as version N+1 of the model ``name``, made by ``run``.
 
     The signature is inferred from ``example`` (inputs, and outputs by predicting on
     it) when not given. Where the flavor converts to ONNX, the ONNX form is kept
     beside the native one (and checked against it on the example).
+
+    ``code`` (files and package folders) and ``artifacts`` (``{name: file or folder}``)
+    make ``obj`` a Python model (any object with ``predict``): they are stored with it
+    and restored where it loads (see ``groundwork.engines.flavors.python``).
     """
     check_name(name)
     if signature is not None and not isinstance(signature, Signature):
         signature = Signature.from_dict(signature)
-    flavor = flavor_for(obj)
+    extra: dict[str, Any] = {}
+    if code is not None or artifacts is not None:
+        flavor = get_flavor(CODE_FLAVOR)
+        extra = {"code": list(code or ()), "artifacts": dict(artifacts or {})}
+    else:
+        flavor = flavor_for(obj)
     from groundwork.core.tracking import artifact_store_for
 
     with tempfile.TemporaryDirectory(prefix="gw-model-") as tmp:
         folder = Path(tmp) / "model"
         folder.mkdir()
-        saved = flavor.save(obj, folder, example=example, signature=signature)
+        saved = flavor.save(obj, folder, example=example, signature=signature, **extra)
         final_signature = signature or saved.signature
         if signature is not None and not signature.outputs and saved.signature is not None:
             final_signature = Signature(signature.inputs, saved.signature.outputs, signature.columnar)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import getpass
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from groundwork._process import current_user
 from groundwork.config import Config
 from groundwork.core.environment import capture_environment, environment_digest, git_state
 from groundwork.core.writer import (
@@ -238,11 +238,16 @@ class ActiveRun:
         self._writer.flush()
         self._pending = False
 
-    def log_model(self, obj: Any, name: str, signature: Any = None, example: Any = None) -> Any:
-        """Register ``obj`` as version N+1 of model ``name`` (see :func:`groundwork.core.registry.log_model`)."""
+    def log_model(self, obj: Any, name: str, signature: Any = None, example: Any = None, *,
+                  code: Any = None, artifacts: Any = None) -> Any:
+        """Register ``obj`` as version N+1 of model ``name`` (see :func:`groundwork.core.registry.log_model`).
+
+        ``code=[paths]`` and ``artifacts={name: path}`` store a Python model (an object with
+        ``predict``) with its code and files.
+        """
         from groundwork.core.registry import log_model
 
-        return log_model(self, obj, name, signature=signature, example=example)
+        return log_model(self, obj, name, signature=signature, example=example, code=code, artifacts=artifacts)
 
     def checkpoint(self, state: Any) -> Any:
         """Store ``state`` as this run's next checkpoint, content-addressed (see :mod:`groundwork.core.checkpoints`)."""
@@ -438,10 +443,7 @@ def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
 
 @functools.cache
 def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
+    return current_user()
 
 
 def _default_name(kind: str) -> str:

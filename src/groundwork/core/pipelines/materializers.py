@@ -31,6 +31,7 @@ newest first. A value none of them takes fails its step with one clear error.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -304,6 +305,8 @@ _BUILTINS: tuple[Materializer, ...] = (
 
 #: Registered by users, newest first; tried before the built-ins.
 _registered: list[Materializer] = []
+_broken: set[int] = set()  # materializers whose predicate raised (logged once)
+logger = logging.getLogger("groundwork.core.pipelines.materializers")
 
 
 def register_materializer(
@@ -371,7 +374,10 @@ def materializer_for(value: Any) -> Materializer | None:
         try:
             if materializer.matches(value):
                 return materializer
-        except Exception:  # a broken predicate must not hide the others
+        except Exception as exc:  # a broken predicate must not hide the others
+            if id(materializer) not in _broken:
+                _broken.add(id(materializer))
+                logger.warning("materializer %r failed to test a %s (skipped): %s", materializer, type(value).__name__, exc)
             continue
     return None
 

@@ -19,6 +19,7 @@ finished before) stay recorded, so the next run resumes from the cache.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -62,6 +63,8 @@ TAG_STEP = "gw.step"
 TAG_OUTPUTS = "gw.outputs"
 TAG_ATTEMPTS = "gw.attempts"
 
+
+logger = logging.getLogger("groundwork.core.pipelines.run")
 
 class PipelineFailed(ExecutionError):
     """A step failed, so the pipeline did; ``result`` has every step's state, ``traceback`` the step's."""
@@ -284,6 +287,7 @@ class _Heartbeat:
         self.ids: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._warned = False
         self._thread = threading.Thread(target=self._loop, name="groundwork-step-heartbeat", daemon=True)
         self._thread.start()
 
@@ -302,8 +306,10 @@ class _Heartbeat:
             if ids:
                 try:
                     self.store.heartbeat(ids)
-                except Exception:  # a busy store now and then must not stop the pipeline
-                    pass
+                except Exception as exc:  # a busy store now and then must not stop the pipeline
+                    if not self._warned:
+                        self._warned = True
+                        logger.warning("pipeline heartbeat not written (retried every %s s): %s", HEARTBEAT_INTERVAL_S, exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -393,8 +399,8 @@ class _Runner:
         self.pending_rows, self.pending_tasks = [], []
         try:
             self.pipelines.insert_runs(hits)
-        except Exception:
-            pass
+        except Exception as exc:  # the pipeline already failed; say why these records are missing
+            logger.warning("the %d cached steps found before the failure were not recorded: %s", len(hits), exc)
         for task_step in self.result.steps.values():
             if task_step.status == "pending" and task_step.run_id is not None:
                 task_step.run_id = None  # queued but never recorded
@@ -404,14 +410,14 @@ class _Runner:
             step.status, step.error, step.ended_at = "failed", reason, time.time()
             try:
                 self.pipelines.finish_run(step.run_id or "", "failed", error=reason)
-            except Exception:
-                pass
+            except Exception as exc:
+                logger.warning("step %s (run %s) could not be marked failed: %s", node, step.run_id, exc)
         self.result.status = "failed"
         self.result.ended_at = time.time()
         try:
             self.prun.end("failed", error=reason)
-        except Exception:
-            pass
+        except Exception as exc:
+            logger.warning("pipeline run %s could not be marked failed: %s", self.prun.id, exc)
 
     def _finish(self) -> PipelineResult:
         result = self.result
