@@ -41,6 +41,9 @@ class ModelFlavor(Protocol):
         ...
 
 
+#: The flavor whose ``save`` also takes ``code=`` and ``artifacts=`` (a Python model with its own code).
+CODE_FLAVOR = "python"
+
 # name -> "module:attribute" (imported on first use) or the flavor object; tried in this order.
 _FLAVORS: dict[str, str | ModelFlavor] = {}
 
@@ -84,5 +87,6 @@ def flavor_for(obj: Any) -> ModelFlavor:
     kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
     raise InvalidInput(
         f"cannot log a {kind} as a model",
-        hint="log a scikit-learn estimator, a torch.nn.Module, or the path of an .onnx file",
+        hint="log a scikit-learn estimator, a torch.nn.Module, the path of an .onnx file, "
+        "or an object with a predict(inputs) method",
     )
