@@ -141,7 +141,7 @@ if TYPE_CHECKING:
 def _register_builtin_flavors() -> None:
     from groundwork.core.flavors import register_flavor
 
-    for flavor in ("onnx", "optimized", "sklearn", "pytorch"):
+    for flavor in ("onnx", "optimized", "sklearn", "pytorch", "python"):  # python last: any object with predict
         register_flavor(flavor, f"groundwork.engines.flavors.{flavor}:FLAVOR")
 
 

@@ -10,6 +10,7 @@ flavor         native form                              ONNX form (kept when it 
 ``pytorch``    torch.export program (.pt2)              torch.onnx.export
 ``onnx``       the .onnx file itself                    the same file
 ``optimized``  a ``groundwork optimize`` variant folder (loaded by the runtime engine)
+``python``     any object with ``predict``, pickled with its ``code=`` and ``artifacts=`` (:mod:`.python`)
 =============  =======================================  ======================================
 
 Each flavor module defines ``FLAVOR`` with ``accepts``/``save`` (called by

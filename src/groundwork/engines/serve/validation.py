@@ -134,6 +134,8 @@ class Validator:
         self._squares = _FLOAT_MAX[self.dtype.itemsize] ** 2 if self.kind == "f" and self.dtype.itemsize < 8 else None
         self.row_shape = tuple(self.spec.shape[1:]) if self.spec is not None else None
         self.columns = {s.name or "": s for s in signature.inputs} if self.columnar and signature else {}
+        #: a model that takes one list of texts (``str[N]``, a Python model's sentences)
+        self.text = self.spec is not None and self.spec.dtype == "str" and len(self.spec.shape) == 1
         self._rows_hint = self._describe_rows()
 
     def _describe_rows(self) -> str:
@@ -151,7 +153,24 @@ class Validator:
         """
         if self.columnar:
             return self._columns(inputs, booleans)
+        if self.text:
+            return self._texts(inputs)
         return self._rows(inputs, booleans)
+
+    def _texts(self, inputs: Any) -> tuple[np.ndarray[Any, Any], int]:
+        hint = 'send {"inputs": ["a text", "another text", ...]}'
+        if isinstance(inputs, Mapping) and len(inputs) == 1:
+            inputs = next(iter(inputs.values()))
+        if isinstance(inputs, str):
+            raise _unprocessable('"inputs" is one text; the model takes a list of texts', 'wrap it in a list: {"inputs": ["..."]}')
+        if not isinstance(inputs, list):
+            raise _unprocessable(f'"inputs" must be a list of texts, not {_json_type(inputs)}', hint)
+        if not inputs:
+            raise _unprocessable('"inputs" holds no texts', hint)
+        for i, value in enumerate(inputs):
+            if not isinstance(value, str):
+                raise _unprocessable(f"inputs must be texts, but item {i} is {_json_type(value)}", hint)
+        return np.array(inputs, dtype=object), len(inputs)
 
     # -- one tensor of rows ---------------------------------------------------------------
     def _rows(self, inputs: Any, booleans: bool = True) -> tuple[np.ndarray[Any, Any], int]:
