@@ -578,7 +578,7 @@ def _end_all(status: str, error: str | None = None) -> None:
             run.end(status, error=error)
         except Exception as exc:  # the others must still end; flush_all retries what is left
             logger.warning("groundwork: could not record the end of run %s (%s): %s", run.id, status, exc)
-    flush_all()
+    flush_all(final=True)
 
 
 def _at_exit() -> None:

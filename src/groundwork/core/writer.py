@@ -17,23 +17,48 @@ every tick; meanwhile logging goes on until :data:`MAX_BUFFERED_POINTS` wait, th
 
 Buffers are plain deques (appends and pops are atomic under the GIL), so several
 threads may log into one run.
+
+Over a network (a store with ``remote = True``: the team server's client), what is drained
+is first *sealed* into batches with client-made ids (:class:`SealedBatch`) and kept in an
+:class:`Outbox` until the server has applied them, in order: a batch whose answer was lost
+is sent again with the same id and applied once. While the server is unreachable the
+writer keeps sealing (memory stays bounded: past :data:`SPILL_POINTS` points, batches are
+spilled to files under the user's cache folder) and retries with exponential backoff and
+jitter; logging never blocks on an outage. At exit it keeps trying for
+:data:`EXIT_WAIT_S`, then leaves what is unsent in its spool, which the next process that
+talks to the same server with the same token sends first.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import hashlib
 import itertools
 import logging
 import os
+import random
 import threading
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
+import orjson
 
-from groundwork.storage.records import LogLine, MetricPoint, MetricSegment, RunCreate, RunEnd
+from groundwork.storage.records import (
+    LogLine,
+    MetricPoint,
+    MetricSegment,
+    RunCreate,
+    RunEnd,
+    from_wire,
+    to_wire,
+)
 from groundwork.storage.stores import MetadataStore
 
 logger = logging.getLogger("groundwork.core.writer")
@@ -54,6 +79,15 @@ MAX_BUFFERED_POINTS = 1_000_000
 HEARTBEAT_INTERVAL_S = 5.0
 #: Points per stored chunk row (one series may span several rows of one transaction).
 CHUNK_POINTS = 200_000
+#: Over a network: the most points (and log lines) one sealed batch carries (a request of a few MB).
+SEAL_POINTS = 100_000
+#: Over a network: sealed batches hold at most this many points in memory; later ones go to a spool file.
+SPILL_POINTS = 1_000_000
+#: Over a network: retries wait ``RETRY_BASE_S * 2**n`` seconds (at most RETRY_CAP_S), times a random jitter.
+RETRY_BASE_S = 0.1
+RETRY_CAP_S = 5.0
+#: Over a network: how long a process that exits keeps trying to send what is unsent before spooling it.
+EXIT_WAIT_S = 10.0
 
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _RUN, _KEY, _STEP, _VALUE, _STAMP = (itemgetter(i) for i in range(5))
@@ -64,6 +98,167 @@ T = TypeVar("T")
 def _drain(queue: collections.deque[T]) -> list[T]:
     """Pop what ``queue`` holds now (appends racing with this stay for the next drain); a loop in C."""
     return list(itertools.starmap(queue.popleft, itertools.repeat((), len(queue))))
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    """What one ``write_batch`` call carries over a network, with the id that makes a retry harmless."""
+
+    id: str
+    creations: tuple[RunCreate, ...] = ()
+    segments: tuple[MetricSegment, ...] = ()
+    logs: tuple[LogLine, ...] = ()
+    heartbeat_ids: tuple[str, ...] = ()
+    end: RunEnd | None = None
+
+    @property
+    def size(self) -> int:
+        """Points and log lines (what memory is bounded by)."""
+        return sum(len(s.steps) for s in self.segments) + len(self.logs)
+
+
+def seal(
+    segments: list[MetricSegment], logs: list[LogLine], creations: list[RunCreate], beats: list[str],
+    end: RunEnd | None,
+) -> list[SealedBatch]:
+    """Everything drained at once, as batches of at most :data:`SEAL_POINTS` points and log lines each.
+
+    New runs go in the first batch (their points may follow in any later one), the end in the last.
+    """
+    pieces = [piece for segment in segments
+              for piece in _chunks(segment.run_id, segment.key, segment.steps, segment.values, segment.timestamps,
+                                   SEAL_POINTS)]
+    groups: list[list[MetricSegment]] = [[]]
+    filled = 0
+    for piece in pieces:
+        if filled + len(piece.steps) > SEAL_POINTS and groups[-1]:
+            groups.append([])
+            filled = 0
+        groups[-1].append(piece)
+        filled += len(piece.steps)
+    log_groups = [logs[i : i + SEAL_POINTS] for i in range(0, len(logs), SEAL_POINTS)] or [[]]
+    count = max(len(groups), len(log_groups))
+    return [
+        SealedBatch(
+            uuid.uuid4().hex,
+            creations=tuple(creations) if i == 0 else (),
+            segments=tuple(groups[i]) if i < len(groups) else (),
+            logs=tuple(log_groups[i]) if i < len(log_groups) else (),
+            heartbeat_ids=tuple(beats) if i == 0 else (),
+            end=end if i == count - 1 else None,
+        )
+        for i in range(count)
+    ]
+
+
+def spool_dir(store: MetadataStore) -> Path:
+    """Where batches for ``store`` wait on disk: one folder per server and token, under the user's cache."""
+    from groundwork.core.environment import cache_dir
+
+    who = getattr(store, "spool_key", store.url)
+    return cache_dir() / "spool" / hashlib.sha256(str(who).encode()).hexdigest()[:24]
+
+
+class Outbox:
+    """Sealed batches waiting for a server, in order: in memory up to :data:`SPILL_POINTS`, the rest in files.
+
+    A file is ``<ns>-<pid>-<seq>.batch`` (JSON of :func:`~groundwork.storage.records.to_wire`),
+    written under a temporary name and renamed, readable by its user only. Files of
+    processes that died are adopted (renamed, so one process takes each) and sent first.
+    """
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self._entries: collections.deque[SealedBatch | Path] = collections.deque()
+        self._in_memory = 0
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._loaded: tuple[Path, SealedBatch] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def spilled(self) -> int:
+        return sum(1 for entry in self._entries if isinstance(entry, Path))
+
+    def append(self, batch: SealedBatch) -> None:
+        with self._lock:
+            if self._in_memory + batch.size > SPILL_POINTS:
+                self._entries.append(self._write(batch))
+            else:
+                self._entries.append(batch)
+                self._in_memory += batch.size
+
+    def first(self) -> SealedBatch | None:
+        with self._lock:
+            if not self._entries:
+                return None
+            entry = self._entries[0]
+        if isinstance(entry, SealedBatch):
+            return entry
+        if self._loaded is None or self._loaded[0] != entry:
+            self._loaded = (entry, _read_batch(entry))
+        return self._loaded[1]
+
+    def done(self, batch: SealedBatch) -> None:
+        """``batch`` (the first) was applied: forget it (and its file)."""
+        with self._lock:
+            entry = self._entries.popleft()
+            if isinstance(entry, Path):
+                self._loaded = None
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            else:
+                self._in_memory -= entry.size
+
+    def spill_all(self) -> int:
+        """Write every batch still in memory to the spool (a process about to exit); returns how many."""
+        with self._lock:
+            entries = [e if isinstance(e, Path) else self._write(e) for e in self._entries]
+            spilled = sum(1 for old, new in zip(self._entries, entries, strict=True) if old is not new)
+            self._entries = collections.deque(entries)
+            self._in_memory = 0
+            return spilled
+
+    def adopt(self) -> int:
+        """Take the spooled batches of processes that died before sending them (oldest first); returns how many."""
+        from groundwork._process import pid_alive
+
+        try:
+            names = sorted(p.name for p in self.spool.glob("*.batch"))
+        except OSError:
+            return 0
+        me = os.getpid()
+        taken: list[Path] = []
+        for name in names:
+            parts = name.split("-")
+            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) == me or pid_alive(int(parts[1])):
+                continue
+            mine = self.spool / f"{parts[0]}-{me}-a{parts[2]}"
+            try:
+                os.rename(self.spool / name, mine)  # atomic: one process adopts each file
+            except OSError:
+                continue
+            taken.append(mine)
+        with self._lock:
+            self._entries.extendleft(reversed(taken))
+        return len(taken)
+
+    def _write(self, batch: SealedBatch) -> Path:
+        self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.spool / f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):08d}.batch"
+        temporary = path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(to_wire(batch)))
+        os.replace(temporary, path)
+        return path
+
+
+def _read_batch(path: Path) -> SealedBatch:
+    batch: SealedBatch = from_wire(SealedBatch, orjson.loads(path.read_bytes()))
+    return batch
 
 
 class Writer:
@@ -87,17 +282,31 @@ class Writer:
         self._failing = False
         self._last_beat = time.time()
         self._background = background
+        #: Over a network: sealed batches not yet applied, and when to try the server next.
+        self.outbox: Outbox | None = None
+        self._attempts = 0
+        self._retry_at = 0.0
+        if getattr(store, "remote", False):
+            self.outbox = Outbox(spool_dir(store))
+            self.outbox.adopt()
         if background:
             threading.Thread(target=self._loop, name="groundwork-writer", daemon=True).start()
 
     # -- the thread ------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            busy = self._open_runs or self._waiting or self.points or self.segments or self.logs or self.creations
+            busy = (self._open_runs or self._waiting or self.points or self.segments or self.logs or self.creations
+                    or self.outbox)
             self._wake.wait(TICK_S if busy else IDLE_TICK_S)
             self._wake.clear()
             if self._due():
-                self.try_flush()
+                if self._backing_off():
+                    self.seal_pending()  # the server is away: keep memory bounded, try again later
+                else:
+                    self.try_flush()
+
+    def _backing_off(self) -> bool:
+        return self.outbox is not None and self._failing and time.monotonic() < self._retry_at
 
     def run_opened(self) -> None:
         """A run starts logging through this writer: look at the buffers every tick until it ends."""
@@ -111,6 +320,8 @@ class Writer:
 
     def _due(self) -> bool:
         if self._waiting or len(self.points) >= WRITE_POINTS:
+            return True
+        if self.outbox and time.monotonic() >= self._retry_at:
             return True
         now = time.time()
         oldest = self._oldest_pending()
@@ -152,7 +363,9 @@ class Writer:
     def check_backlog(self) -> None:
         """What a logging call does every thousand points: keep the backlog short, in time and in size."""
         waiting = len(self.points)
-        if waiting >= MAX_BUFFERED_POINTS:
+        if waiting >= MAX_BUFFERED_POINTS and self.outbox is not None:
+            self.seal_pending()  # over a network: into the outbox, which spills to disk past a limit
+        elif waiting >= MAX_BUFFERED_POINTS:
             self.flush()  # memory stays bounded: a store that keeps failing raises here, into the caller
         elif self.backlog_age() > MAX_LAG_S and not self._failing:
             self.catch_up()  # back-pressure: the caller waits for the store
@@ -191,15 +404,85 @@ class Writer:
     def try_flush(self) -> None:
         """:meth:`flush`, for the thread and exit hooks: a failure is logged once per outage and retried."""
         try:
-            self.flush()
+            with self._flush_lock:
+                self._write(None, once=True)
         except Exception as exc:
             if not self._failing:
                 logger.warning("groundwork: could not write to the store %s, will retry: %s", self.store.display_url, exc)
             with self._written:  # waiters stop waiting for a store that fails
                 self._failing = True
                 self._written.notify_all()
+            self._attempts += 1
+            self._retry_at = time.monotonic() + random.uniform(0.0, min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(self._attempts, 20)))
 
-    def _write(self, end: RunEnd | None) -> None:
+    def seal_pending(self) -> None:
+        """Over a network: move what is buffered into the outbox without sending it (the server is away)."""
+        if self.outbox is None:
+            return
+        with self._flush_lock:
+            self._seal(None)
+
+    def finish(self, wait_s: float = EXIT_WAIT_S) -> None:
+        """At exit: keep sending for up to ``wait_s``; over a network, spool what is still unsent (and say where)."""
+        deadline = time.monotonic() + wait_s
+        self.try_flush()
+        while self.outbox and self._failing and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
+            self.try_flush()
+        if self.outbox:
+            with self._flush_lock:
+                self._seal(None)
+                self.outbox.spill_all()
+            logger.warning(
+                "groundwork: the server %s is unreachable; %d batches wait in %s and are sent by the next "
+                "groundwork process that uses this server and token",
+                self.store.display_url, len(self.outbox), self.outbox.spool,
+            )
+
+    def _seal(self, end: RunEnd | None) -> list[SealedBatch]:
+        assert self.outbox is not None
+        points = _drain(self.points)
+        segments = _drain(self.segments)
+        logs = _drain(self.logs)
+        creations = _drain(self.creations)
+        beats = list(self.live) if self.live and time.time() - self._last_beat >= HEARTBEAT_INTERVAL_S else []
+        if not (points or segments or logs or creations or beats or end):
+            return []
+        batches = seal([*_as_segments(points), *segments], logs, creations, beats, end)
+        for batch in batches:
+            self.outbox.append(batch)
+        if beats:
+            self._last_beat = time.time()
+        return batches
+
+    def _send_outbox(self, once: bool) -> None:
+        """Send the sealed batches in order; each is applied once, however often it is sent."""
+        assert self.outbox is not None
+        send = cast(Any, self.store).write_batch
+        while True:
+            batch = self.outbox.first()
+            if batch is None:
+                return
+            stamps = [float(s.timestamps[0]) for s in batch.segments if len(s.timestamps)]
+            self._inflight_since = min(stamps) if stamps else None
+            try:
+                send(segments=batch.segments, logs=batch.logs, heartbeat_ids=batch.heartbeat_ids, end=batch.end,
+                     creations=batch.creations, batch_id=batch.id, once=once)
+            finally:
+                self._inflight_since = None
+            self.outbox.done(batch)
+
+    def _write(self, end: RunEnd | None, *, once: bool = False) -> None:
+        if self.outbox is not None:
+            now = time.time()
+            self._seal(end)
+            self._send_outbox(once)
+            if self._failing:
+                logger.warning("groundwork: writing to the store %s works again", self.store.display_url)
+            self._failing = False
+            self._attempts = 0
+            self._written_until(now)
+            return
         # Points before runs: a point's run was queued before the point, so every run a drained
         # point belongs to is drained too (or was written earlier).
         now = time.time()  # everything handed over before now is in the drains below
@@ -269,9 +552,14 @@ def _as_segments(points: list[MetricPoint]) -> list[MetricSegment]:
     return out
 
 
-def _chunks(run_id: str, key: str, steps: Any, values: Any, stamps: Any) -> Iterable[MetricSegment]:
-    for start in range(0, len(steps), CHUNK_POINTS):
-        end = start + CHUNK_POINTS
+def _chunks(
+    run_id: str, key: str, steps: Any, values: Any, stamps: Any, size: int = CHUNK_POINTS
+) -> Iterable[MetricSegment]:
+    if 0 < len(steps) <= size:
+        yield MetricSegment(run_id, key, steps, values, stamps)
+        return
+    for start in range(0, len(steps), size):
+        end = start + size
         yield MetricSegment(run_id, key, steps[start:end], values[start:end], stamps[start:end])
 
 
@@ -298,10 +586,17 @@ def _own_writers() -> list[Writer]:
 
 def pending_writes() -> bool:
     """Whether this process holds runs not yet written (readers flush first)."""
-    return any(w.creations for w in _own_writers())
+    return any(w.creations or w.outbox for w in _own_writers())
 
 
-def flush_all() -> None:
-    """Flush every store's buffered points (done at exit and on SIGTERM); failures are logged."""
+def flush_all(final: bool = False) -> None:
+    """Flush every store's buffered points (done at exit and on SIGTERM); failures are logged.
+
+    ``final`` (the process is ending): a server that is away is waited for a while, then
+    what is unsent is spooled to disk for the next process (:meth:`Writer.finish`).
+    """
     for writer in _own_writers():
-        writer.try_flush()
+        if final and writer.outbox is not None:
+            writer.finish()
+        else:
+            writer.try_flush()

@@ -440,7 +440,15 @@ _ARRAY = "__ndarray__"
 
 
 def to_wire(value: Any) -> Any:
-    """``value`` as JSON-able data: records as dicts, numpy arrays as typed base64, tuples as lists."""
+    """``value`` as JSON-able data: records as dicts, numpy arrays as typed base64, tuples as lists.
+
+    JSON has no NaN or infinities: a non-finite float travels as ``"NaN"``, ``"Infinity"`` or
+    ``"-Infinity"`` and :func:`from_wire` turns it back where the type says ``float``.
+    """
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, np.ndarray):
@@ -452,7 +460,7 @@ def to_wire(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_wire(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return to_wire(value.item())
     return value
 
 
@@ -460,6 +468,8 @@ def from_wire(kind: Any, data: Any) -> Any:
     """The inverse of :func:`to_wire`, guided by a type (a record class, ``list[RunRow]``, ...)."""
     if data is None:
         return None
+    if kind is float:
+        return float(data)  # "NaN", "Infinity" and "-Infinity" included
     if isinstance(data, dict) and _ARRAY in data:
         raw = base64.b64decode(data[_ARRAY])
         return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()

@@ -402,8 +402,13 @@ def open_stores(config: Config, *, create: bool = True) -> Stores:
     """The stores of ``config``, confined to its project, opened (and migrated) once per process.
 
     ``create=False`` refuses a SQLite store that does not exist yet (viewers such as
-    ``groundwork ui`` never make one, nor its folder).
+    ``groundwork ui`` never make one, nor its folder). With ``config.server_url`` the
+    stores are the team server's HTTP client (:mod:`groundwork.storage.http`).
     """
+    if config.server_url:
+        from groundwork.storage.http import open_http_stores
+
+        return open_http_stores(config)
     key = (os.getpid(), config.store_url, config.artifacts_url, config.project, create)
     with _lock:
         found = _opened.get(key)
