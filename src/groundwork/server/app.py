@@ -45,12 +45,18 @@ _HEADLINES = {400: "Invalid request", 401: "Not authorized", 403: "Forbidden", 4
 
 
 def create_app(
-    config: Config | None = None, *, ui: bool = True, hosts: Iterable[str] = (), port: int | None = None
+    config: Config | None = None, *, ui: bool = True, hosts: Iterable[str] = (), port: int | None = None,
+    team: bool = False,
 ) -> FastAPI:
     """The API (and, with ``ui``, the web UI) over the stores ``config`` names.
 
     ``hosts`` are the names, besides the loopback ones, a request's ``Host`` may name, and
     ``port`` the port it must name (``None``: any; pass the bound port when serving).
+
+    ``team=True`` makes the team server's app (``groundwork server``): no host list or
+    process token, but users, tokens and roles per project (:mod:`groundwork.server.auth`),
+    every route behind a credential, the account and audit routes, and every state change
+    in the audit log (:mod:`groundwork.server.team`). It opens the store's team tables now.
     """
     from groundwork import __version__
 
@@ -70,6 +76,8 @@ def create_app(
     @app.get(API_PREFIX, include_in_schema=False)
     def index() -> JSON:
         context: ServerContext = app.state.groundwork
+        if team:  # the team server does not tell anonymous callers where its data lives
+            return ok({"name": "groundwork", "version": __version__, "team": True})
         return ok({"name": "groundwork", "version": __version__, "store": context.store.display_url,
                    "artifacts": config.artifacts_url})
 
@@ -78,13 +86,21 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(_ApiGZip)
-    guard = LocalGuard(hosts, port)
-    app.state.guard = guard
-    app.add_middleware(GuardMiddleware, guard=guard)  # outermost: before routing, for reads too
+    page_token = ""
+    if team:
+        from groundwork.server.team import install
+        from groundwork.storage.stores import open_team_store
+
+        install(app, config, open_team_store(config.store_url), API_PREFIX)
+    else:
+        guard = LocalGuard(hosts, port)
+        app.state.guard = guard
+        app.add_middleware(GuardMiddleware, guard=guard)  # outermost: before routing, for reads too
+        page_token = guard.token
     if ui:
         from groundwork.ui import ui_routes
 
-        app.router.routes.extend(ui_routes(API_PREFIX, token=guard.token))
+        app.router.routes.extend(ui_routes(API_PREFIX, token=page_token))
     return app
 
 

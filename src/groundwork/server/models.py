@@ -10,11 +10,15 @@ from pydantic import BaseModel, Field
 
 from groundwork.core import registry
 from groundwork.core.exports import list_exports
+from groundwork.server.audit import audit
+from groundwork.server.auth import Principal, Role, require, team_store
 from groundwork.server.context import ServerContext, get_context
 from groundwork.server.responses import JSON, check_same_origin, ok
 
 router = APIRouter(tags=["models"])
 Context = Annotated[ServerContext, Depends(get_context)]
+#: Moving aliases needs the maintainer role on a team server (the single-user viewer: its process token).
+Maintainer = Annotated[Principal, Depends(require(Role.maintainer))]
 
 
 #: The largest version number a store can hold (PostgreSQL's INTEGER).
@@ -69,25 +73,33 @@ def get_model(ctx: Context, name: str) -> JSON:
     )
 
 
-def _who(request: Request) -> str:
-    """Who asked, as the alias history records it: the UI and the client's address (no users yet)."""
+def _who(request: Request, principal: Principal) -> str:
+    """Who asked, as the alias history records it: the user on a team server, else the UI and the client's address."""
+    if team_store(request) is not None:
+        return principal.user
     client = request.client.host if request.client else "unknown"
     return f"ui@{client}"
 
 
 @router.post("/models/{name}/aliases/{alias}", summary="Promote: point an alias at a version (recorded in history)")
-def promote(ctx: Context, request: Request, name: str, alias: str, body: PromoteBody) -> JSON:
+def promote(ctx: Context, request: Request, principal: Maintainer, name: str, alias: str, body: PromoteBody) -> JSON:
     check_same_origin(request.headers, request.headers.get("host"))
-    move = registry.promote(name, body.version, alias, reason=body.reason, who=_who(request), config=ctx.config)
+    move = registry.promote(name, body.version, alias, reason=body.reason, who=_who(request, principal),
+                            config=ctx.config)
+    audit(principal, "registry.promote", f"{name}@{alias}", {"version": body.version, "from": move.from_version,
+                                                             "reason": body.reason})
     return ok({"move": dataclasses.asdict(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
 
 
 @router.delete("/models/{name}/aliases/{alias}", summary="Remove an alias (recorded in history)")
-def remove_alias(ctx: Context, request: Request, name: str, alias: str, body: RemoveBody | None = None) -> JSON:
+def remove_alias(ctx: Context, request: Request, principal: Maintainer, name: str, alias: str,
+                 body: RemoveBody | None = None) -> JSON:
     if body is not None:
         check_same_origin(request.headers, request.headers.get("host"))
     elif request.headers.get("origin"):
         check_same_origin({"content-type": "application/json", **request.headers}, request.headers.get("host"))
-    previous = registry.remove_alias(name, alias, reason=body.reason if body else None, who=_who(request),
+    previous = registry.remove_alias(name, alias, reason=body.reason if body else None, who=_who(request, principal),
                                      config=ctx.config)
+    audit(principal, "registry.alias.remove", f"{name}@{alias}", {"was": previous,
+                                                                  "reason": body.reason if body else None})
     return ok({"removed": alias, "was": previous, "aliases": registry.registry_store(ctx.config).aliases(name)})
