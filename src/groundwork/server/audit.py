@@ -53,12 +53,15 @@ def record(
     details: Mapping[str, Any] | None = None, *, actor: str | None = None, address: str | None = None,
     project: str | None = None,
 ) -> int:
-    """Write one entry to ``team`` (outside a request: the CLI's admin commands; failed logins, with ``actor``)."""
+    """Write one entry to ``team`` (outside a request: the CLI's admin commands; failed logins, with ``actor``).
+
+    ``project`` defaults to the principal's; ``""`` records a server-wide change (users), no project.
+    """
     entry = AuditEntry(
         at=time.time(),
         actor=actor or (principal.user if principal else "unknown"),
         action=action,
-        project=project if project is not None else (principal.project if principal else None),
+        project=(project if project is not None else (principal.project if principal else None)) or None,
         target=target,
         token_id=principal.token_id if principal else None,
         address=address or (principal.address if principal else None),
