@@ -55,6 +55,7 @@ __all__ = [
     "log_artifact",
     "log_params",
     "loguniform",
+    "monitor",
     "optimize",
     "pipeline",
     "promote_model",
@@ -104,6 +105,7 @@ _LAZY = {
     "uniform": "groundwork.core.sweeps.space",
     "integer": "groundwork.core.sweeps.space",
     "choice": "groundwork.core.sweeps.space",
+    "monitor": "groundwork.engines.monitor.report",
 }
 
 if TYPE_CHECKING:
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
     from groundwork.engines.export import export
     from groundwork.engines.flavors import load_model
     from groundwork.engines.infer import infer_volume
+    from groundwork.engines.monitor.report import monitor
     from groundwork.engines.optimize import optimize
     from groundwork.errors import GroundworkError
 

@@ -1,4 +1,4 @@
-"""Registry rows (models, versions, aliases, history, samples) on SQLite and a real PostgreSQL."""
+"""Registry rows (models, versions, aliases, history) on SQLite and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -122,19 +122,3 @@ def test_concurrent_alias_moves_all_land_in_history(store: SqlMetadataStore) -> 
     for before, after in zip(history, history[1:], strict=False):
         assert after.from_version == before.to_version
     assert reg.alias_version("digits", "production") == history[-1].to_version
-
-
-def test_prediction_samples_round_trip(store: SqlMetadataStore) -> None:
-    reg = SqlRegistryStore(store)
-    now = time.time()
-    reg.add_prediction_samples([
-        {"model": "digits", "version": 1, "timestamp": now, "inputs": [[1.0, 2.0]], "outputs": [3], "latency_ms": 1.5},
-        {"model": "digits", "version": 2, "timestamp": now + 1, "inputs": "[[0.5]]", "outputs": "[1]", "latency_ms": None},
-    ])
-    reg.add_prediction_samples([])
-    samples = reg.prediction_samples("digits")
-    assert [(s.version, s.inputs, s.outputs, s.latency_ms) for s in samples] == [
-        (2, [[0.5]], [1], None), (1, [[1.0, 2.0]], [3], 1.5)]
-    assert [s.version for s in reg.prediction_samples("digits", version=1)] == [1]
-    assert reg.count_prediction_samples("digits") == 2
-    assert reg.prediction_samples("other") == []

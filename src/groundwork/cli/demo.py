@@ -136,10 +136,13 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
     artifacts = artifact_store_for(config)
     with tempfile.TemporaryDirectory(prefix="gw-demo-") as tmp, \
             gw.start_run(name="register-digits", config=config, capture_code=False) as run:
-        for step, output in (("train", None), ("standardize", "scaler")):
+        # What the served model was made from: the trained weights, the scaler inside it, and the raw training
+        # split it was fitted on (a dataset input: what groundwork monitor compares live requests with).
+        for step, output, kind in (("train", None, "model"), ("standardize", "scaler", "model"),
+                                   ("split", "train", "dataset")):
             info = result[step].outputs[output or result.graph[step].outputs[0]]
             path = artifacts.restore(info.digest, Path(tmp) / f"{step}-{info.filename}")
-            run.log_input(path, name=f"{step}.{info.name}", kind="model")
+            run.log_input(path, name=f"{step}.{info.name}", kind=kind)
         run.log({"acc": accuracy})
         version = run.log_model(model, "digits", example=x[:5])
     reason = f"pipeline MLP: {accuracy:.1%} accuracy on the held-out split"

@@ -23,7 +23,8 @@ def serve_command(
     workers: Annotated[int, typer.Option("--workers", "-w", help="Server processes sharing the port.")] = 1,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", help="Most rows in one runtime call.")] = 64,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="Longest a batch waits for requests already arriving.")] = 2.0,
-    sample_rate: Annotated[float, typer.Option("--sample-rate", help="Fraction of predictions stored for monitoring (0 to 1).")] = 0.01,
+    log_sample: Annotated[float, typer.Option("--log-sample", help="Fraction of requests the prediction log keeps, with inputs, outputs, latency and version (0 to 1; see groundwork monitor).")] = 1.0,
+    log_segment_seconds: Annotated[float, typer.Option("--log-segment-seconds", help="A prediction-log segment is stored this many seconds after its first request (or at 250,000 rows).")] = 60.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between alias checks (0: never hot-swap).")] = 2.0,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body accepted (413 above).")] = 16.0,
     threads: Annotated[int, typer.Option("--threads", help="ONNX Runtime threads per worker.")] = 1,
@@ -48,7 +49,7 @@ def serve_command(
         raise InvalidInput(f"--port must be between 1 and 65535, not {port}")
     options = ServeOptions(
         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
-        sample_rate=sample_rate, poll_interval_s=poll_interval, threads=threads, backend=backend, inline=inline,
+        log_sample=log_sample, log_segment_seconds=log_segment_seconds, poll_interval_s=poll_interval, threads=threads, backend=backend, inline=inline,
         allowed_hosts=tuple(allow_host or ()), limit_concurrency=limit_concurrency,
         timeout_keep_alive_s=timeout_keep_alive, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         route=route, shadow=shadow,

@@ -33,6 +33,7 @@ from groundwork.errors import GroundworkError
 from groundwork.server import artifacts, lineage, metrics, models, pipelines, runs
 
 from groundwork.server import sweeps  # noqa: E402  isort: skip
+from groundwork.server import monitor  # noqa: E402  isort: skip
 from groundwork.server.context import ServerContext
 from groundwork.server.responses import JSON, error_response, ok
 from groundwork.server.security import GuardMiddleware, LocalGuard
@@ -72,6 +73,7 @@ def create_app(
     for module in (runs, metrics, artifacts, lineage, models, pipelines):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(sweeps.router, prefix=API_PREFIX)
+    app.include_router(monitor.router, prefix=API_PREFIX)
 
     @app.get(API_PREFIX, include_in_schema=False)
     def index() -> JSON:

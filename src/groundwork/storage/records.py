@@ -265,17 +265,6 @@ class ArtifactRow:
 
 
 @dataclass(frozen=True)
-class PredictionSample:
-    id: int
-    model: str
-    version: int
-    timestamp: float
-    inputs: Any
-    outputs: Any
-    latency_ms: float | None
-
-
-@dataclass(frozen=True)
 class ExportRow:
     """One passed export of a version (``model_exports``): the bundle artifact and its verification."""
 
@@ -295,6 +284,48 @@ class ExportRow:
         values = dict(row)
         values["verification"] = json.loads(values["verification"]) if values.get("verification") else {}
         return cls(**values)
+
+
+# -- the prediction log ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One segment of a model's prediction log (``prediction_segments``).
+
+    ``status`` is ``open`` while a server fills it (``pid`` on ``host``; ``rows`` as of
+    ``updated_at``) and ``closed`` once ``digest`` (its Parquet file) and ``summary`` are stored.
+    """
+
+    id: str
+    model: str
+    status: str
+    pid: int | None
+    host: str | None
+    opened_at: float
+    updated_at: float
+    closed_at: float | None
+    first_ts: float | None
+    last_ts: float | None
+    rows: int
+    requests: int
+    digest: str | None
+    size: int | None
+    summary: dict[str, Any] | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> SegmentRow:
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in dataclasses.fields(cls)}
+        values["rows"] = int(values["rows"] or 0)
+        values["requests"] = int(values["requests"] or 0)
+        return cls(**values)
+
+    def to_dict(self, summary: bool = False) -> dict[str, Any]:
+        """The JSON shape (the summary only when asked: it is large)."""
+        out = dataclasses.asdict(self)
+        if not summary:
+            out.pop("summary")
+        return out
 
 
 # -- pipelines -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Rows of the model registry: models, versions, aliases, alias history, prediction samples, exports.
+"""Rows of the model registry: models, versions, aliases, alias history, exports.
 
 Row-level on purpose, like :mod:`groundwork.storage.metadata` (whose connections and
 transactions it uses): it stores and reads rows, and knows nothing of flavors,
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -28,7 +28,6 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
     ArtifactRow as ArtifactRow,
     ExportRow as ExportRow,
     ModelRow as ModelRow,
-    PredictionSample as PredictionSample,
     VersionRow as VersionRow,
 )
 
@@ -181,29 +180,6 @@ class SqlRegistryStore:
             )
         return previous
 
-    def add_prediction_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert sampled predictions: dicts with model, version, timestamp, inputs, outputs, latency_ms.
-
-        ``inputs``/``outputs`` may be JSON text already, or values to encode.
-        """
-        if not rows:
-            return
-        values = []
-        for row in rows:
-            inputs, outputs = row["inputs"], row["outputs"]
-            values.append({
-                "model": row["model"],
-                "version": int(row["version"]),
-                "timestamp": float(row["timestamp"]),
-                "inputs": inputs if isinstance(inputs, str) else _dumps(inputs),
-                "outputs": outputs if isinstance(outputs, str) else _dumps(outputs),
-                "latency_ms": row.get("latency_ms"),
-            })
-        with self.db.write() as conn:
-            for model in {v["model"] for v in values}:
-                self._check_model(conn, model)
-            conn.execute(insert(schema.prediction_samples), values)
-
     def add_export(
         self,
         name: str,
@@ -342,32 +318,6 @@ class SqlRegistryStore:
             query = query.limit(limit)
         with self.db.read() as conn:
             return [AliasMove(**dict(r._mapping)) for r in conn.execute(query)]
-
-    def prediction_samples(
-        self, model: str, version: int | None = None, limit: int | None = 100
-    ) -> list[PredictionSample]:
-        """Stored samples of ``model`` (optionally one version), newest first."""
-        p = schema.prediction_samples
-        query = select(p).where(p.c.model == model, p.c.model.in_(self._own_names()))
-        if version is not None:
-            query = query.where(p.c.version == version)
-        query = query.order_by(p.c.id.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        with self.db.read() as conn:
-            out = []
-            for r in conn.execute(query):
-                values = dict(r._mapping)
-                values["inputs"] = json.loads(values["inputs"])
-                values["outputs"] = json.loads(values["outputs"])
-                out.append(PredictionSample(**values))
-            return out
-
-    def count_prediction_samples(self, model: str) -> int:
-        p = schema.prediction_samples
-        with self.db.read() as conn:
-            query = select(func.count()).select_from(p).where(p.c.model == model, p.c.model.in_(self._own_names()))
-            return int(conn.execute(query).scalar() or 0)
 
     def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
         """Recorded exports of ``name`` (optionally one version), newest first."""

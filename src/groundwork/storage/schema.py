@@ -160,8 +160,9 @@ Index("ix_run_logs_run", run_logs.c.run_id, run_logs.c.id)
 
 
 # =====================================================================================
-# Model registry (migration 0002): models, numbered versions, aliases and their history,
-# and sampled predictions of served models. Row access: ``groundwork.storage.registry``.
+# Model registry (migration 0002): models, numbered versions, aliases and their history.
+# Row access: ``groundwork.storage.registry``. (Its prediction samples gave way to the
+# prediction log in migration 0006.)
 # =====================================================================================
 
 #: A named model. ``latest_version`` is the counter that numbers new versions.
@@ -222,21 +223,6 @@ alias_history = Table(
 )
 Index("ix_alias_history_name", alias_history.c.name, alias_history.c.id)
 
-#: A sample of served requests and their predictions (JSON), for monitoring.
-prediction_samples = Table(
-    "prediction_samples",
-    metadata,
-    Column("id", _RowId, primary_key=True, autoincrement=True),
-    Column("model", String(255), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("timestamp", Float, nullable=False),
-    Column("inputs", Text, nullable=False),
-    Column("outputs", Text, nullable=False),
-    Column("latency_ms", Float, nullable=True),
-)
-Index("ix_prediction_samples_model_ts", prediction_samples.c.model, prediction_samples.c.timestamp)
-
-
 # =====================================================================================
 # Model exports (migration 0003): a version packaged for another runtime, with the check
 # that it answers like the source model. Row access: ``groundwork.storage.registry``.
@@ -269,3 +255,33 @@ applied_batches = Table(
     Column("applied_at", Float, nullable=False),
 )
 Index("ix_applied_batches_applied_at", applied_batches.c.applied_at)
+
+
+# =====================================================================================
+# Prediction log (migration 0006): the segments ``groundwork serve`` writes, each a Parquet
+# file in the artifact store, with its summary. Row access: ``groundwork.storage.monitor``.
+# =====================================================================================
+
+#: One segment of a model's prediction log. ``status``: open (filling; ``pid``/``host`` write it),
+#: closed (``digest`` is its Parquet file). ``summary`` is zlib-compressed JSON (sketches, counts).
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(255), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("opened_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    Column("first_ts", Float, nullable=True),
+    Column("last_ts", Float, nullable=True),
+    Column("rows", BigInteger, nullable=False, default=0),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("digest", String(64), ForeignKey("artifacts.digest"), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("summary", LargeBinary, nullable=True),
+)
+Index("ix_prediction_segments_model_last_ts", prediction_segments.c.model, prediction_segments.c.last_ts)
+Index("ix_prediction_segments_status", prediction_segments.c.status)

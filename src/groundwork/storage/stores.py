@@ -1,14 +1,15 @@
 """The store interface: what every layer above storage reads and writes through.
 
-Three contracts over one database, each a :class:`typing.Protocol` (see
+Four contracts over one database, each a :class:`typing.Protocol` (see
 docs/design/stores.md for why):
 
 * :class:`MetadataStore`: runs, params, tags, metric series, captured logs, artifact
   links and environments, and run search (the filter language of docs/filters.md).
-* :class:`RegistryStore`: models, versions, aliases and their history, exports and
-  prediction samples.
+* :class:`RegistryStore`: models, versions, aliases and their history, and exports.
 * :class:`PipelineStore`: what pipelines and lineage ask in bulk: many runs written in one
   transaction, cache look-ups, the links of many runs or digests at once.
+* :class:`MonitorStore`: segments of the prediction log ``groundwork serve`` writes, with
+  their summaries.
 
 :func:`open_stores` is the one way to open them (and the artifact store) for a
 :class:`~groundwork.config.Config`: SQLite or PostgreSQL by the store URL today; the team
@@ -40,10 +41,10 @@ from groundwork.storage.records import (
     MetricSeries,
     ModelRow,
     NewRun,
-    PredictionSample,
     RunCreate,
     RunEnd,
     RunRow,
+    SegmentRow,
     VersionRow,
 )
 
@@ -251,10 +252,6 @@ class RegistryStore(Protocol):
         """Point ``alias`` at ``version`` (None removes it) and record the move; returns the old version."""
         ...
 
-    def add_prediction_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert sampled predictions: dicts with model, version, timestamp, inputs, outputs, latency_ms."""
-        ...
-
     def add_export(
         self,
         name: str,
@@ -312,15 +309,6 @@ class RegistryStore(Protocol):
 
     def alias_history(self, name: str, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
         """Alias moves of ``name``, newest first."""
-        ...
-
-    def prediction_samples(
-        self, model: str, version: int | None = None, limit: int | None = 100
-    ) -> list[PredictionSample]:
-        """Stored samples of ``model`` (optionally one version), newest first."""
-        ...
-
-    def count_prediction_samples(self, model: str) -> int:
         ...
 
     def exports(self, name: str, version: int | None = None) -> list[ExportRow]:
@@ -384,14 +372,63 @@ class PipelineStore(Protocol):
         """Ids of runs with tag ``key`` equal to one of ``values``, by value."""
         ...
 
+class MonitorStore(Protocol):
+    """Segments of the prediction log and their summaries. Implementations: SQL (:mod:`groundwork.storage.monitor`)."""
+
+    def open_segment(self, segment_id: str, model: str, *, pid: int | None, host: str | None, opened_at: float) -> None:
+        """Record a segment that started filling (``open``; a second call for the same id does nothing)."""
+        ...
+
+    def touch_segment(self, segment_id: str, *, rows: int, requests: int, updated_at: float) -> None:
+        """An open segment is still filling: how much it holds now."""
+        ...
+
+    def close_segment(
+        self,
+        segment_id: str,
+        *,
+        model: str,
+        digest: str,
+        size: int,
+        rows: int,
+        requests: int,
+        first_ts: float,
+        last_ts: float,
+        summary: Mapping[str, Any],
+        closed_at: float,
+        pid: int | None = None,
+        host: str | None = None,
+        opened_at: float | None = None,
+    ) -> None:
+        """A segment is whole: its Parquet artifact ``digest`` and its summary, in one transaction."""
+        ...
+
+    def segments(
+        self,
+        model: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        statuses: Sequence[str] | None = None,
+        summaries: bool = True,
+    ) -> list[SegmentRow]:
+        """Segments of ``model`` holding requests from ``since`` to ``until``, oldest first."""
+        ...
+
+    def monitored_models(self) -> dict[str, int]:
+        """``{model: closed segments}`` of every model with a prediction log."""
+        ...
+
+
 @dataclass(frozen=True)
 class Stores:
-    """Everything one configuration stores to: metadata (runs), registry, pipelines and artifact bytes."""
+    """Everything one configuration stores to: metadata (runs), registry, pipelines, artifact bytes, prediction log."""
 
     metadata: MetadataStore
     registry: RegistryStore
     pipelines: PipelineStore
     artifacts: ArtifactStore
+    monitor: MonitorStore
 
 
 _opened: dict[tuple[int, str, str, str, bool], Stores] = {}
@@ -416,11 +453,13 @@ def open_stores(config: Config, *, create: bool = True) -> Stores:
             return found
     from groundwork.storage.artifacts import ArtifactStore
     from groundwork.storage.metadata import open_metadata_store
+    from groundwork.storage.monitor import SqlMonitorStore
     from groundwork.storage.pipelines import SqlPipelineStore
     from groundwork.storage.registry import SqlRegistryStore
 
     db = open_metadata_store(config.store_url, create=create).for_project(config.project)
-    stores = Stores(db, SqlRegistryStore(db), SqlPipelineStore(db), ArtifactStore.from_url(config.artifacts_url))
+    stores = Stores(db, SqlRegistryStore(db), SqlPipelineStore(db), ArtifactStore.from_url(config.artifacts_url),
+                    SqlMonitorStore(db))
     with _lock:
         return _opened.setdefault(key, stores)
 
@@ -433,6 +472,11 @@ class TeamStore(Protocol):
     checked by the server; this contract stores what it is given. Roles are names from
     :data:`groundwork.storage.records.ROLES`; times are UNIX seconds.
     """
+
+    @property
+    def display_url(self) -> str:
+        """The database's URL with any password hidden."""
+        ...
 
     def close(self) -> None:
         ...
@@ -539,6 +583,7 @@ def open_team_store(url: str, *, create: bool = True) -> TeamStore:
 
 __all__ = [
     "MetadataStore",
+    "MonitorStore",
     "PipelineStore",
     "RegistryStore",
     "Stores",

@@ -195,19 +195,35 @@ def test_moving_the_alias_under_load_swaps_with_zero_failed_requests(registry: R
     assert f"now answers with version {second.version}" in log
 
 
-def test_prediction_samples_are_stored(registry: Registry, served: Any) -> None:
+def test_every_request_is_in_the_prediction_log(registry: Registry, served: Any) -> None:
+    import pyarrow as pa
+
+    from groundwork.engines.monitor.segment import read_segment
+
     x = registry.x
-    with served("raw", flags=("--sample-rate", "1")) as server:
-        for i in range(5):
-            assert server.predict("raw", {"inputs": x[i:i + 1].tolist()}).status_code == 200
-        reg = open_stores(registry.config).registry
+    with served("digits@production", flags=("--log-segment-seconds", "1")) as server:
+        outputs = [server.predict("digits", {"inputs": x[i:i + 2].tolist()}).json()["outputs"] for i in range(5)]
+        assert server.predict("digits", {"inputs": [[1, 2]]}).status_code == 422
+        monitor = open_stores(registry.config).monitor
         deadline = time.monotonic() + 60
-        while reg.count_prediction_samples("raw") < 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
-    samples = reg.prediction_samples("raw")
-    assert len(samples) == 5
-    assert samples[-1].inputs == x[:1].tolist() and samples[-1].version == 1
-    assert isinstance(samples[-1].outputs, list) and samples[-1].latency_ms is not None
+        while sum(r.requests for r in monitor.segments("digits", statuses=["closed"])) < 6 \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        metrics = server.client.get("/metrics").text
+    rows = monitor.segments("digits", statuses=["closed"])
+    table = read_segment(open_stores(registry.config).artifacts.get_bytes(rows[0].digest))
+    for row in rows[1:]:
+        table = pa.concat_tables([table, read_segment(open_stores(registry.config).artifacts.get_bytes(row.digest))])
+    answered = table.filter(table.column("status").to_numpy() == 200)
+    assert answered.num_rows == 10
+    assert np.allclose(np.array(answered.column("inputs").to_pylist()), np.concatenate([x[i:i + 2] for i in range(5)]))
+    assert answered.column("prediction").to_pylist() == [v for out in outputs for v in out]
+    assert set(answered.column("route").to_pylist()) == {"production"}
+    assert set(answered.column("version").to_pylist()) == {1}
+    refused = table.filter(table.column("status").to_numpy() == 422)
+    assert refused.num_rows == 1 and refused.column("error").to_pylist() == ["unprocessable"]
+    assert _metric(metrics, 'groundwork_prediction_log_rows_total{model="digits"}') == table.num_rows
+    assert "groundwork_prediction_log_dropped_total{" not in metrics  # nothing was dropped
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ Modules: :mod:`.app` (the ASGI app and its raw predict path), :mod:`.batching`
 :mod:`.hosts` (``Host`` and ``Origin`` checks), :mod:`.limits` (open files, connection
 cap, header and body timeouts), :mod:`.metrics` (Prometheus), :mod:`.watcher` (alias
 polling and hot-swap), :mod:`.routing` (traffic split between versions, shadow traffic),
-:mod:`.admin` (changing a route at runtime), :mod:`.sampling` (stored prediction samples), :mod:`.openapi`
-(``/docs``, with the vendored Swagger UI in ``static/``).
+:mod:`.admin` (changing a route at runtime), :mod:`.openapi` (``/docs``, with the vendored
+Swagger UI in ``static/``). Every request is logged by :mod:`groundwork.engines.monitor.log`.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ import orjson
 
 from groundwork.config import Config
 from groundwork.core.registry import ModelRef, get_model_version
+from groundwork.engines.monitor.log import LogOptions, PredictionLog
+from groundwork.engines.monitor.metrics import LogMetrics
 from groundwork.engines.serve.admin import (
     ADMIN_PREFIX,
     ADMIN_TOKEN_ENV,
@@ -37,6 +39,7 @@ from groundwork.engines.serve.admin import (
     admin_refusal,
     requested_route,
 )
+from groundwork.engines.serve import oip
 from groundwork.engines.serve.batching import BatchError, DynamicBatcher
 from groundwork.engines.serve.hosts import HostPolicy
 from groundwork.engines.serve.metrics import ServeMetrics
@@ -50,7 +53,6 @@ from groundwork.engines.serve.routing import (
     own_label,
     startup_spec,
 )
-from groundwork.engines.serve.sampling import PredictionSampler
 from groundwork.engines.serve.validation import body_not_json, envelope_inputs, not_json_content, too_large
 from groundwork.engines.serve.watcher import AliasWatcher, Loaded, load_version
 from groundwork.errors import GroundworkError, InvalidInput, NotFound, error_body
@@ -68,12 +70,15 @@ _SUFFIX = "/predict"
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """How a serving process batches, validates, samples and watches (``groundwork serve`` flags)."""
+    """How a serving process batches, validates, logs and watches (``groundwork serve`` flags)."""
 
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
     max_body_bytes: int = 16 * 1024 * 1024
-    sample_rate: float = 0.01
+    #: the fraction of requests the prediction log keeps (1: every one; 0: none; see engines.monitor.log)
+    log_sample: float = 1.0
+    #: a prediction-log segment closes this many seconds after its first request (or at 250,000 rows)
+    log_segment_seconds: float = 60.0
     poll_interval_s: float = 2.0
     threads: int = 1
     backend: str = "auto"
@@ -104,8 +109,7 @@ class ServeOptions:
             raise InvalidInput(f"--max-batch-size must be at least 1, not {self.max_batch_size}")
         if self.max_wait_ms < 0:
             raise InvalidInput(f"--max-wait-ms must not be negative, not {self.max_wait_ms}")
-        if not 0.0 <= self.sample_rate <= 1.0:
-            raise InvalidInput(f"--sample-rate is a fraction between 0 and 1, not {self.sample_rate}")
+        LogOptions(sample=self.log_sample, segment_seconds=self.log_segment_seconds)  # checks the --log-* flags
         if self.max_body_bytes < 1024:
             raise InvalidInput("the body size limit must be at least 1 KiB")
         if self.threads < 1:
@@ -178,7 +182,10 @@ class ServingApp:
             raise InvalidInput(f"model {twice[0]!r} is named more than once", hint="serve each model once")
         self.hosts = HostPolicy(self.options.allowed_hosts)
         self.metrics = ServeMetrics()
-        self.sampler = PredictionSampler(self.config, self.options.sample_rate)
+        self.log = PredictionLog(
+            self.config, LogOptions(sample=self.options.log_sample, segment_seconds=self.options.log_segment_seconds),
+            listener=LogMetrics(None if self.metrics.multiprocess else self.metrics.registry,
+                                multiprocess=self.metrics.multiprocess))
         self.models: dict[str, ServedModel] = {}
         opts = self.options
         self.admin_token = opts.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
@@ -265,29 +272,49 @@ class ServingApp:
         print(f"groundwork serve: {served.name} is now routed {table.spec.describe()}", file=sys.stderr, flush=True)
         return table
 
-    def _shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool) -> None:
+    def _shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool,
+                request_id: int | None = None) -> None:
         """Send one request's inputs to the shadow target in a task of its own (never answered to anyone)."""
         if len(self._shadows) >= MAX_SHADOW_IN_FLIGHT:
             self.metrics.shadowed(served.name, target.label, "dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._run_shadow(served, target, inputs, booleans))
+        task = asyncio.get_running_loop().create_task(self._run_shadow(served, target, inputs, booleans, request_id))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-    async def _run_shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool) -> None:
+    async def _run_shadow(self, served: ServedModel, target: Target, inputs: Any, booleans: bool,
+                          request_id: int | None = None) -> None:
         loaded = target.current
+        started = time.perf_counter()
         try:
             batch, rows = loaded.validator(inputs, booleans)
             target.batcher.arriving()
-            await target.batcher.submit(loaded, batch, rows)
-        except Exception:  # the shadow's own failure: counted, never the caller's
+            outputs = await target.batcher.submit(loaded, batch, rows)
+        except Exception as exc:  # the shadow's own failure: counted, never the caller's
             self.metrics.shadowed(served.name, target.label, "error")
+            if request_id is not None:  # logged beside its primary (the primary was logged)
+                cause = exc.cause if isinstance(exc, BatchError) else exc
+                status = cause.http_status if isinstance(cause, GroundworkError) else 500
+                self._log(served, target, loaded, None, 0, None, time.perf_counter() - started, status,
+                          _ERROR_KINDS.get(status, "model_error"), shadow=True, request_id=request_id)
             return
         self.metrics.shadowed(served.name, target.label, "ok")
+        if request_id is not None:
+            self._log(served, target, loaded, batch, rows, outputs, time.perf_counter() - started, shadow=True,
+                      request_id=request_id)
+
+    def _log(self, served: ServedModel, target: Target | None, loaded: Loaded, batch: Any, rows: int, outputs: Any,
+             seconds: float, status: int = 200, error: str | None = None, *, shadow: bool = False,
+             request_id: int | None = None) -> int | None:
+        """Offer one answered (or refused) request to the prediction log; its route is the target that answered."""
+        ref = served.ref if target is None else target.ref
+        return self.log.offer(served.name, own_label(served.ref) if target is None else target.label, ref.alias,
+                              loaded.number, batch, rows, outputs, seconds, status, error, shadow=shadow,
+                              request_id=request_id)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def startup(self) -> None:
-        self.sampler.start()
+        self.log.start()
         for served in self.models.values():
             if served.router is not None:
                 served.router.start()
@@ -320,7 +347,7 @@ class ServingApp:
             served.batcher.close()
         for task in list(self._shadows):
             task.cancel()
-        await asyncio.to_thread(self.sampler.close)
+        await asyncio.to_thread(self.log.close)
 
     def _on_batch(self, name: str, rows: int, requests: int, seconds: float) -> None:
         self.metrics.batch(name, rows, seconds)
@@ -359,6 +386,9 @@ class ServingApp:
                 if served is not None:
                     await self._predict(served, content_type, length, receive, send)
                     return
+            if path.startswith(oip.PREFIX):
+                await self._v2(scope, receive, send, content_type, length)
+                return
             await self._route(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -380,7 +410,8 @@ class ServingApp:
 
     # -- the hot path ------------------------------------------------------------------------------------
     async def _predict(self, served: ServedModel, content_type: bytes | None, length: bytes | None,
-                       receive: Receive, send: Send) -> None:
+                       receive: Receive, send: Send, v2: oip.V2Path | None = None) -> None:
+        """One prediction: ``/v1`` (``v2`` None) or the Open Inference Protocol's infer (see :mod:`.oip`)."""
         started = time.perf_counter()
         router = served.router
         if router is None:
@@ -393,6 +424,14 @@ class ServingApp:
             target = table.pick()
             batcher = target.batcher
             loaded = target.current
+        oip_id = None
+        if v2 is not None and v2.version is not None:  # /v2/models/NAME/versions/N/infer: that version, no draw
+            pinned = self._pinned(served, v2.version)
+            if isinstance(pinned, GroundworkError):
+                await self._fail(send, served.name, pinned, oip=True)
+                return
+            table = None
+            target, loaded, batcher = pinned
         batcher.arriving()
         try:
             if content_type != b"application/json":
@@ -404,13 +443,18 @@ class ServingApp:
                 document = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise body_not_json(str(exc), body) from None
-            inputs = envelope_inputs(document)
+            if v2 is None:
+                inputs = envelope_inputs(document)
+            else:
+                inputs, oip_id, _ = oip.parse_infer(document, loaded.validator.signature)
             unusual = body.translate(None, _PLAIN_JSON)  # usually empty: digits, punctuation, "inputs"
             booleans = b"r" in unusual or b"l" in unusual  # tRue, faLse
             batch, rows = loaded.validator(inputs, booleans)
         except GroundworkError as error:
             batcher.withdrawn()
-            await self._fail(send, served.name, error)
+            await self._fail(send, served.name, error, oip=v2 is not None)
+            self._log(served, target, loaded, None, 0, None, time.perf_counter() - started, error.http_status,
+                      _ERROR_KINDS.get(error.http_status, "bad_request"))
             return
         except _ClientGone:
             batcher.withdrawn()
@@ -427,21 +471,26 @@ class ServingApp:
                 f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}",
                 hint="the inputs matched the signature; this is a problem of the model or its runtime",
             )
-            await self._fail(send, served.name, problem, kind=None if problem is cause else "model_error")
+            await self._fail(send, served.name, problem, kind=None if problem is cause else "model_error",
+                             oip=v2 is not None)
+            status = problem.http_status
+            self._log(served, target, loaded, None, 0, None, time.perf_counter() - started, status,
+                      "model_error" if problem is not cause else _ERROR_KINDS.get(status, "bad_request"))
             return
-        payload = orjson.dumps({"outputs": outputs, "model_version": loaded.number}, option=_NUMPY,
-                               default=_to_list)
+        answer = {"outputs": outputs, "model_version": loaded.number} if v2 is None else oip.infer_response(
+            served.name, loaded.number, oip_id, outputs, loaded.validator.signature)
+        payload = orjson.dumps(answer, option=_NUMPY, default=_to_list)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
         elapsed = time.perf_counter() - started
         self.metrics.answered(served.name, 200, elapsed)
-        self.sampler.offer(served.name, loaded.number, inputs, outputs, elapsed)
+        request_id = self._log(served, target, loaded, batch, rows, outputs, elapsed)
         if table is not None:
             assert target is not None
             self.metrics.routed_to(served.name, target.label)
             if table.shadow is not None:
-                self._shadow(served, table.shadow, inputs, booleans)
+                self._shadow(served, table.shadow, inputs, booleans, request_id)
 
     async def _read_body(self, length: bytes | None, receive: Receive) -> bytes:
         limit = self.options.max_body_bytes
@@ -469,11 +518,73 @@ class ServingApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _fail(self, send: Send, model: str, error: GroundworkError, kind: str | None = None) -> None:
+    async def _fail(self, send: Send, model: str, error: GroundworkError, kind: str | None = None,
+                    oip: bool = False) -> None:
         status = error.http_status
         self.metrics.error(model, kind or _ERROR_KINDS.get(status, "bad_request"))
         self.metrics.answered(model, status, 0.0)
-        await _send_json(send, status, error_body(error))
+        await _send_json(send, status, _oip_error(error) if oip else error_body(error))
+
+    def _pinned(self, served: ServedModel, version: int) -> tuple[Target | None, Loaded, DynamicBatcher] | GroundworkError:
+        """What answers for version ``version`` of ``served`` now (a route target, or the model itself)."""
+        table = served.router.table if served.router is not None else None
+        if table is not None:
+            for member in table.members():
+                if member.current.number == version:
+                    return member, member.current, member.batcher
+            serving = sorted({m.current.number for m in table.members()})
+        elif served.current.number == version:
+            return None, served.current, served.batcher
+        else:
+            serving = [served.current.number]
+        return oip.version_not_served(served.name, version, serving)
+
+    # -- the Open Inference Protocol (KServe v2) ------------------------------------------------------
+    async def _v2(self, scope: Scope, receive: Receive, send: Send, content_type: bytes | None,
+                  length: bytes | None) -> None:
+        method = scope["method"]
+        request = oip.parse_path(scope["path"])
+        if request is None:
+            await _send_json(send, 404, _oip_error(NotFound(
+                f"no route {method} {scope['path']}",
+                hint="GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready; "
+                     "POST /v2/models/NAME/infer")))
+            return
+        want = "POST" if request.kind == "infer" else "GET"
+        if method != want and not (want == "GET" and method == "HEAD"):
+            error = _MethodNotAllowed(f"use {want} for {scope['path']}, not {method}")
+            await _send_json(send, 405, _oip_error(error), [(b"allow", want.encode())])
+            return
+        if request.model is None:
+            if request.kind == "server":
+                await _send_json(send, 200, oip.server_metadata(self.version))
+            elif request.kind == "live":
+                await _send_json(send, 200, {"live": True})
+            else:
+                await _send_json(send, 200 if self.ready else 503, {"ready": self.ready})
+            return
+        served = self.models.get(request.model)
+        if served is None:
+            await _send_json(send, 404, _oip_error(oip.not_served(request.model, list(self.models))))
+            return
+        if request.kind == "infer":
+            await self._predict(served, content_type, length, receive, send, v2=request)
+            return
+        loaded = served.current
+        if request.version is not None:
+            pinned = self._pinned(served, request.version)
+            if isinstance(pinned, GroundworkError):
+                await _send_json(send, pinned.http_status, _oip_error(pinned))
+                return
+            loaded = pinned[1]
+        if request.kind == "model_ready":
+            await _send_json(send, 200 if self.ready else 503,
+                             {"name": served.name, "ready": self.ready, "version": str(loaded.number)})
+            return
+        table = served.router.table if served.router is not None else None
+        versions = sorted({m.current.number for m in table.members()}) if table is not None else [loaded.number]
+        signature = loaded.predictor.signature or loaded.version.signature
+        await _send_json(send, 200, oip.model_metadata(served.name, versions, loaded.version.flavor, signature))
 
     # -- everything else -----------------------------------------------------------------------------------
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -634,6 +745,10 @@ async def _send_json(send: Send, status: int, data: Any, headers: list[tuple[byt
     await send({"type": "http.response.start", "status": status,
                 "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _oip_error(error: GroundworkError) -> dict[str, Any]:
+    return oip.error_document(error)
 
 
 async def _send_error(send: Send, error: GroundworkError, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -13,6 +13,8 @@ const ROUTES = [
   [/^\/artifacts\/([^/]+)\/?$/, "artifact", "runs"],
   [/^\/sweeps\/?$/, "sweeps", "sweeps"],
   [/^\/sweeps\/([^/]+)\/?$/, "sweep", "sweeps"],
+  [/^\/monitor\/?$/, "monitor", "monitor"],
+  [/^\/monitor\/([^/]+)\/?$/, "monitored", "monitor"],
 ];
 
 const PAGES = {
@@ -27,6 +29,8 @@ const PAGES = {
   artifact: () => import("./artifact.js").then((m) => m.render),
   sweeps: () => import("./sweeps.js").then((m) => m.renderList),
   sweep: () => import("./sweeps.js").then((m) => m.renderSweep),
+  monitor: () => import("./monitor.js").then((m) => m.renderList),
+  monitored: () => import("./monitor.js").then((m) => m.renderTarget),
 };
 
 let cleanup = null;
@@ -55,6 +59,7 @@ function warmUp(page, query) {
   const charts = (page === "run" && query.get("tab") === "charts") || page === "compare";
   if (charts) import("./lazy.js").then((m) => m.echarts()).catch(() => {});
   if (page === "lineage" || page === "pipeline") import("./lazy.js").then((m) => m.cytoscape()).catch(() => {});
+  if (page === "monitored") import("./lazy.js").then((m) => m.echarts()).catch(() => {});
 }
 
 async function route(focus) {
