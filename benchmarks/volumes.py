@@ -70,6 +70,7 @@ def child(contender: str, size: int, work: Path) -> dict[str, Any]:
     refs = json.loads((work / "models.json").read_text())
     out = work / f"out-{contender}-{size}"
     shutil.rmtree(out.with_suffix(".zarr"), ignore_errors=True)
+    shutil.rmtree(out.with_suffix(".zarr.partial"), ignore_errors=True)  # an interrupted earlier run's
     out.with_suffix(".npy").unlink(missing_ok=True)
     if contender == "monai":
         import torch
