@@ -34,6 +34,9 @@ from groundwork.cli import reproduce as _reproduce  # noqa: E402,F401  isort: sk
 from groundwork.cli import export as _export  # noqa: E402,F401  isort: skip
 from groundwork.cli import infer as _infer  # noqa: E402,F401  isort: skip
 from groundwork.cli import sweep as _sweep  # noqa: E402,F401  isort: skip
+from groundwork.cli import server as _server  # noqa: E402,F401  isort: skip
+from groundwork.cli import login as _login  # noqa: E402,F401  isort: skip
+from groundwork.cli import audit as _audit  # noqa: E402,F401  isort: skip
 from groundwork.cli import monitor as _monitor  # noqa: E402,F401  isort: skip
 
 

@@ -195,6 +195,14 @@ def team_context(request: Request, principal: Annotated[Principal, Depends(requi
     return contexts.get(principal.project)
 
 
+def app_from_env() -> FastAPI:
+    """The team server's app for the store and artifacts in the environment (uvicorn's factory, one per worker)."""
+    from groundwork.config import Config
+    from groundwork.server.app import create_app
+
+    return create_app(Config.from_env(), team=True)
+
+
 def install(app: FastAPI, config: Config, team: TeamStore, api_prefix: str) -> None:
     """Make ``app`` a team server's: every route behind a credential, accounts and audit routes, the audit log."""
     from groundwork.server import accounts, audit
@@ -204,11 +212,15 @@ def install(app: FastAPI, config: Config, team: TeamStore, api_prefix: str) -> N
     app.dependency_overrides[get_context] = team_context
     app.include_router(accounts.router, prefix=api_prefix)
     app.include_router(audit.router, prefix=api_prefix)
+    from groundwork.server import blobs  # artifact bytes: downloads, resumable uploads, presigned S3 URLs
+
+    app.include_router(blobs.router, prefix=api_prefix)
     app.add_middleware(AuditScope, team=team)
 
 
 __all__ = [
     "add_project",
+    "app_from_env",
     "add_user",
     "create_token",
     "expiry",
