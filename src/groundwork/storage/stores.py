@@ -59,14 +59,6 @@ if TYPE_CHECKING:
         TokenRow,
         UserRow,
     )
-    from groundwork.storage.records import (
-        AuditEntry,
-        MembershipRow,
-        ProjectRow,
-        TokenGrant,
-        TokenRow,
-        UserRow,
-    )
 
 
 class MetadataStore(Protocol):
@@ -470,123 +462,6 @@ def open_stores(config: Config, *, create: bool = True) -> Stores:
                     SqlMonitorStore(db))
     with _lock:
         return _opened.setdefault(key, stores)
-
-
-class TeamStore(Protocol):
-    """Who may do what on a team server: users, projects, memberships, tokens and the audit log.
-
-    Server-side only (not part of :class:`Stores`: clients never open it). Implementation:
-    SQL (:mod:`groundwork.storage.team`), in the same database as the runs. Names are
-    checked by the server; this contract stores what it is given. Roles are names from
-    :data:`groundwork.storage.records.ROLES`; times are UNIX seconds.
-    """
-
-    @property
-    def display_url(self) -> str:
-        """The database's URL with any password hidden."""
-        ...
-
-    def close(self) -> None:
-        ...
-
-    # -- users ---------------------------------------------------------------------------
-    def add_user(self, name: str, *, password_hash: str | None, server_admin: bool = False) -> UserRow:
-        """Insert a user (:class:`~groundwork.errors.Conflict` when the name is taken)."""
-        ...
-
-    def get_user(self, name: str) -> UserRow | None:
-        ...
-
-    def list_users(self) -> list[UserRow]:
-        ...
-
-    def count_users(self) -> int:
-        """How many users are not disabled."""
-        ...
-
-    def update_user(
-        self, name: str, *, password_hash: str | None = None, disabled: bool | None = None,
-        server_admin: bool | None = None,
-    ) -> UserRow:
-        """Change what is given (``None``: keep); :class:`~groundwork.errors.NotFound` for an unknown user."""
-        ...
-
-    # -- projects and memberships ---------------------------------------------------------
-    def add_project(self, name: str, *, description: str | None = None) -> ProjectRow:
-        """Insert a project (:class:`~groundwork.errors.Conflict` when it exists)."""
-        ...
-
-    def get_project(self, name: str) -> ProjectRow | None:
-        ...
-
-    def list_projects(self) -> list[ProjectRow]:
-        ...
-
-    def grant(self, user: str, project: str, role: str) -> MembershipRow:
-        """Make ``user`` a member of ``project`` with ``role`` (replacing an earlier role)."""
-        ...
-
-    def revoke(self, user: str, project: str) -> bool:
-        """End ``user``'s membership of ``project``; False when there was none."""
-        ...
-
-    def memberships(self, *, user: str | None = None, project: str | None = None) -> list[MembershipRow]:
-        ...
-
-    # -- tokens ---------------------------------------------------------------------------
-    def create_token(
-        self, *, token_id: str, secret_hash: str, user: str, project: str, role: str, name: str,
-        expires_at: float | None, kind: str = "api",
-    ) -> TokenRow:
-        ...
-
-    def get_token(self, token_id: str) -> TokenRow | None:
-        ...
-
-    def token_grant(self, token_id: str) -> TokenGrant | None:
-        """The token ``token_id`` with its user and the user's role in its project, in one read."""
-        ...
-
-    def list_tokens(
-        self, *, user: str | None = None, project: str | None = None, kind: str | None = "api",
-        include_revoked: bool = False,
-    ) -> list[TokenRow]:
-        """Tokens, newest first (revoked ones only when asked; expired ones are listed)."""
-        ...
-
-    def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token; False when it does not exist or was already revoked."""
-        ...
-
-    def touch_token(self, token_id: str, at: float) -> None:
-        """Record that the token was used at ``at``."""
-        ...
-
-    # -- the audit log --------------------------------------------------------------------
-    def add_audit(self, entry: AuditEntry) -> int:
-        """Append an entry; returns its id."""
-        ...
-
-    def audit_entries(
-        self, *, project: str | None = None, since: float | None = None, until: float | None = None,
-        actor: str | None = None, action: str | None = None, before_id: int | None = None, limit: int = 100,
-    ) -> list[AuditEntry]:
-        """Entries matching every filter given, newest first (``before_id`` pages back)."""
-        ...
-
-    def audit_times(
-        self, action: str, since: float, *, actor: str | None = None, address: str | None = None
-    ) -> list[float]:
-        """When ``action`` was recorded since ``since`` for ``actor`` or from ``address``, oldest first."""
-        ...
-
-
-def open_team_store(url: str, *, create: bool = True) -> TeamStore:
-    """The team store in the database at ``url`` (migrated on open, like :func:`open_stores`)."""
-    from groundwork.storage.metadata import open_metadata_store
-    from groundwork.storage.team import SqlTeamStore
-
-    return SqlTeamStore(open_metadata_store(url, create=create))
 
 
 class TeamStore(Protocol):
