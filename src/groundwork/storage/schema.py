@@ -285,3 +285,79 @@ prediction_segments = Table(
 )
 Index("ix_prediction_segments_model_last_ts", prediction_segments.c.model, prediction_segments.c.last_ts)
 Index("ix_prediction_segments_status", prediction_segments.c.status)
+
+
+# =====================================================================================
+# The team server (migration 0007): users, projects, memberships, tokens, the audit log.
+# Row access: ``groundwork.storage.team``. Server-side only: clients never open these.
+# =====================================================================================
+
+#: A user. ``password_hash`` is scrypt's (``groundwork.server.auth.hash_password``), never the password.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=True),
+    Column("server_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+#: A project (``runs.project`` and ``models.project`` name one; ``default`` is seeded).
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+#: A user's role in a project: viewer, editor, maintainer or admin.
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), primary_key=True),
+    Column("project", String(64), ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("granted_at", Float, nullable=False),
+)
+Index("ix_memberships_project", memberships.c.project)
+
+#: API tokens (``kind`` api) and web UI sessions (``kind`` session): the SHA-256 of the secret,
+#: the project and the role cap they carry, and when they expire, were revoked, were last used.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("kind", String(8), nullable=False, default="api"),
+    Column("user", String(64), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("project", String(64), ForeignKey("projects.name", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+)
+Index("ix_tokens_user", tokens.c.user)
+
+#: Every state change made through a team server, and every failed login. ``details`` is JSON;
+#: ``token_id`` has no foreign key (entries outlive tokens).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("token_id", String(16), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("project", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=True),
+    Column("details", Text, nullable=True),
+)
+Index("ix_audit_log_at", audit_log.c.at)
+Index("ix_audit_log_project_at", audit_log.c.project, audit_log.c.at)
+Index("ix_audit_log_action_actor_at", audit_log.c.action, audit_log.c.actor, audit_log.c.at)
+Index("ix_audit_log_action_address_at", audit_log.c.action, audit_log.c.address, audit_log.c.at)
