@@ -32,6 +32,7 @@ from groundwork.config import Config
 from groundwork.core.registry import ModelRef, get_model_version
 from groundwork.engines.monitor.log import LogOptions, PredictionLog
 from groundwork.engines.monitor.metrics import LogMetrics
+from groundwork.engines.serve import oip
 from groundwork.engines.serve.admin import (
     ADMIN_PREFIX,
     ADMIN_TOKEN_ENV,
@@ -385,6 +386,9 @@ class ServingApp:
                 if served is not None:
                     await self._predict(served, content_type, length, receive, send)
                     return
+            if path.startswith(oip.PREFIX):
+                await self._v2(scope, receive, send, content_type, length)
+                return
             await self._route(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -406,7 +410,8 @@ class ServingApp:
 
     # -- the hot path ------------------------------------------------------------------------------------
     async def _predict(self, served: ServedModel, content_type: bytes | None, length: bytes | None,
-                       receive: Receive, send: Send) -> None:
+                       receive: Receive, send: Send, v2: oip.V2Path | None = None) -> None:
+        """One prediction: ``/v1`` (``v2`` None) or the Open Inference Protocol's infer (see :mod:`.oip`)."""
         started = time.perf_counter()
         router = served.router
         if router is None:
@@ -419,6 +424,14 @@ class ServingApp:
             target = table.pick()
             batcher = target.batcher
             loaded = target.current
+        oip_id = None
+        if v2 is not None and v2.version is not None:  # /v2/models/NAME/versions/N/infer: that version, no draw
+            pinned = self._pinned(served, v2.version)
+            if isinstance(pinned, GroundworkError):
+                await self._fail(send, served.name, pinned, v2=True)
+                return
+            table = None
+            target, loaded, batcher = pinned
         batcher.arriving()
         try:
             if content_type != b"application/json":
@@ -430,13 +443,16 @@ class ServingApp:
                 document = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise body_not_json(str(exc), body) from None
-            inputs = envelope_inputs(document)
+            if v2 is None:
+                inputs = envelope_inputs(document)
+            else:
+                inputs, oip_id, _ = oip.parse_infer(document, loaded.validator.signature)
             unusual = body.translate(None, _PLAIN_JSON)  # usually empty: digits, punctuation, "inputs"
             booleans = b"r" in unusual or b"l" in unusual  # tRue, faLse
             batch, rows = loaded.validator(inputs, booleans)
         except GroundworkError as error:
             batcher.withdrawn()
-            await self._fail(send, served.name, error)
+            await self._fail(send, served.name, error, v2=v2 is not None)
             self._log(served, target, loaded, None, 0, None, time.perf_counter() - started, error.http_status,
                       _ERROR_KINDS.get(error.http_status, "bad_request"))
             return
@@ -455,13 +471,15 @@ class ServingApp:
                 f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}",
                 hint="the inputs matched the signature; this is a problem of the model or its runtime",
             )
-            await self._fail(send, served.name, problem, kind=None if problem is cause else "model_error")
+            await self._fail(send, served.name, problem, kind=None if problem is cause else "model_error",
+                             v2=v2 is not None)
             status = problem.http_status
             self._log(served, target, loaded, None, 0, None, time.perf_counter() - started, status,
                       "model_error" if problem is not cause else _ERROR_KINDS.get(status, "bad_request"))
             return
-        payload = orjson.dumps({"outputs": outputs, "model_version": loaded.number}, option=_NUMPY,
-                               default=_to_list)
+        answer = {"outputs": outputs, "model_version": loaded.number} if v2 is None else oip.infer_response(
+            served.name, loaded.number, oip_id, outputs, loaded.validator.signature)
+        payload = orjson.dumps(answer, option=_NUMPY, default=_to_list)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
@@ -500,11 +518,73 @@ class ServingApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _fail(self, send: Send, model: str, error: GroundworkError, kind: str | None = None) -> None:
+    async def _fail(self, send: Send, model: str, error: GroundworkError, kind: str | None = None,
+                    v2: bool = False) -> None:
         status = error.http_status
         self.metrics.error(model, kind or _ERROR_KINDS.get(status, "bad_request"))
         self.metrics.answered(model, status, 0.0)
-        await _send_json(send, status, error_body(error))
+        await _send_json(send, status, oip.error_document(error) if v2 else error_body(error))
+
+    def _pinned(self, served: ServedModel, version: int) -> tuple[Target | None, Loaded, DynamicBatcher] | GroundworkError:
+        """What answers for version ``version`` of ``served`` now (a route target, or the model itself)."""
+        table = served.router.table if served.router is not None else None
+        if table is not None:
+            for member in table.members():
+                if member.current.number == version:
+                    return member, member.current, member.batcher
+            serving = sorted({m.current.number for m in table.members()})
+        elif served.current.number == version:
+            return None, served.current, served.batcher
+        else:
+            serving = [served.current.number]
+        return oip.version_not_served(served.name, version, serving)
+
+    # -- the Open Inference Protocol (KServe v2) ------------------------------------------------------
+    async def _v2(self, scope: Scope, receive: Receive, send: Send, content_type: bytes | None,
+                  length: bytes | None) -> None:
+        method = scope["method"]
+        request = oip.parse_path(scope["path"])
+        if request is None:
+            await _send_json(send, 404, oip.error_document(NotFound(
+                f"no route {method} {scope['path']}",
+                hint="GET /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready; "
+                     "POST /v2/models/NAME/infer")))
+            return
+        want = "POST" if request.kind == "infer" else "GET"
+        if method != want and not (want == "GET" and method == "HEAD"):
+            error = _MethodNotAllowed(f"use {want} for {scope['path']}, not {method}")
+            await _send_json(send, 405, oip.error_document(error), [(b"allow", want.encode())])
+            return
+        if request.model is None:
+            if request.kind == "server":
+                await _send_json(send, 200, oip.server_metadata(self.version))
+            elif request.kind == "live":
+                await _send_json(send, 200, {"live": True})
+            else:
+                await _send_json(send, 200 if self.ready else 503, {"ready": self.ready})
+            return
+        served = self.models.get(request.model)
+        if served is None:
+            await _send_json(send, 404, oip.error_document(oip.not_served(request.model, list(self.models))))
+            return
+        if request.kind == "infer":
+            await self._predict(served, content_type, length, receive, send, v2=request)
+            return
+        loaded = served.current
+        if request.version is not None:
+            pinned = self._pinned(served, request.version)
+            if isinstance(pinned, GroundworkError):
+                await _send_json(send, pinned.http_status, oip.error_document(pinned))
+                return
+            loaded = pinned[1]
+        if request.kind == "model_ready":
+            await _send_json(send, 200 if self.ready else 503,
+                             {"name": served.name, "ready": self.ready, "version": str(loaded.number)})
+            return
+        table = served.router.table if served.router is not None else None
+        versions = sorted({m.current.number for m in table.members()}) if table is not None else [loaded.number]
+        signature = loaded.predictor.signature or loaded.version.signature
+        await _send_json(send, 200, oip.model_metadata(served.name, versions, loaded.version.flavor, signature))
 
     # -- everything else -----------------------------------------------------------------------------------
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:

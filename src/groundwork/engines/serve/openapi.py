@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from groundwork.core.registry import Signature, TensorSpec
+from groundwork.engines.serve.oip import DATATYPES, model_metadata
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -111,15 +112,98 @@ def openapi_document(models: list[dict[str, Any]], version: str) -> dict[str, An
                 },
             }
         }
+        paths.update(_v2_model_paths(model, errors))
+        paths[f"/admin/models/{model['name']}/route"] = _admin_route_path(model["name"])
     for path, summary in (("/healthz", "The process is up."), ("/readyz", "Every model is loaded."),
-                          ("/metrics", "Prometheus metrics."), ("/v1/models", "The models served here.")):
+                          ("/metrics", "Prometheus metrics."), ("/v1/models", "The models served here."),
+                          ("/v2", "Open Inference Protocol: server metadata."),
+                          ("/v2/health/live", "Open Inference Protocol: the process is up."),
+                          ("/v2/health/ready", "Open Inference Protocol: every model is loaded (503 before).")):
         paths[path] = {"get": {"summary": summary, "tags": ["service"], "responses": {"200": {"description": "OK"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "groundwork serve", "version": version,
                  "description": "Models served by groundwork: " + ", ".join(m["ref"] for m in models)},
         "paths": paths,
-        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
+        "components": {
+            "schemas": {"Error": _ERROR_SCHEMA, "Tensor": _TENSOR_SCHEMA},
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
+                                          "description": "The GROUNDWORK_SERVE_TOKEN the server was started with."}},
+        },
+    }
+
+
+_TENSOR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": sorted(set(DATATYPES.values()))},
+        "data": {"type": "array", "description": "Every value of the tensor, flat in row-major order (or nested)."},
+    },
+    "required": ["name", "shape", "datatype", "data"],
+}
+
+
+def _v2_model_paths(model: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    """The Open Inference Protocol's routes for one model (see ``groundwork.engines.serve.oip``)."""
+    name = model["name"]
+    tag = f"{name} (Open Inference Protocol)"
+    signature = model["signature"]
+    inputs = ", ".join(f"{t['name']}: {t['datatype']}{t['shape']}" for t in model_metadata(name, [model["version"]], "", signature)["inputs"])
+    tensors = {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}}
+    return {
+        f"/v2/models/{name}/infer": {"post": {
+            "summary": f"Infer with {model['ref']} (KServe v2 JSON tensors)",
+            "description": f"Inputs: {inputs}. The same validation as /v1/models/{name}/predict; errors carry "
+                           "the protocol's \"error\" field.",
+            "operationId": f"v2_infer_{name}",
+            "tags": [tag],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "inputs": tensors,
+                               "outputs": {"type": "array", "items": {"type": "object",
+                                                                      "properties": {"name": {"type": "string"}}}}},
+                "required": ["inputs"],
+            }}}},
+            "responses": {
+                "200": {"description": "Output tensors.", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
+                                   "id": {"type": "string"}, "outputs": tensors},
+                    "required": ["model_name", "model_version", "outputs"],
+                }}}},
+                **errors,
+            },
+        }},
+        f"/v2/models/{name}": {"get": {"summary": "Model metadata: versions, input and output tensors.", "tags": [tag],
+                                        "operationId": f"v2_metadata_{name}",
+                                        "responses": {"200": {"description": "OK"}}}},
+        f"/v2/models/{name}/ready": {"get": {"summary": "Whether the model is ready.", "tags": [tag],
+                                              "operationId": f"v2_ready_{name}",
+                                              "responses": {"200": {"description": "OK"}}}},
+    }
+
+
+def _admin_route_path(name: str) -> dict[str, Any]:
+    """``GET``/``PUT /admin/models/NAME/route`` (from this machine, with the server's token)."""
+    return {
+        "get": {"summary": f"How {name}'s requests are routed", "tags": ["admin"], "security": [{"admin": []}],
+                "operationId": f"route_{name}", "responses": {"200": {"description": "The model, with its route."}}},
+        "put": {
+            "summary": f"Change {name}'s route (weights, shadow) without a restart",
+            "description": "Fields left out keep their value; \"shadow\": null stops shadowing. Answers only "
+                           "requests from this machine that carry the server's GROUNDWORK_SERVE_TOKEN.",
+            "tags": ["admin"], "security": [{"admin": []}], "operationId": f"set_route_{name}",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "route": {"type": "string", "example": "production=90,candidate=10"},
+                    "shadow": {"type": ["string", "null"], "example": "candidate"}}},
+            }}},
+            "responses": {"200": {"description": "The model, with its new route."},
+                          "401": {"description": "No token, or the wrong one."},
+                          "403": {"description": "Not from this machine, or no token configured."}},
+        },
     }
 
 
