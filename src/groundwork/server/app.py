@@ -162,6 +162,10 @@ async def _internal_error(request: Request, exc: Exception) -> JSON:
     )
 
 
+#: Artifact bytes (``groundwork.server.blobs``) go as stored: byte ranges must count stored bytes.
+_BYTE_PATHS = (f"{API_PREFIX}/blobs/", f"{API_PREFIX}/manifests/")
+
+
 class _ApiGZip:
     """gzip for API answers only: static files are precompressed, artifact bytes are sent as stored."""
 
@@ -171,7 +175,7 @@ class _ApiGZip:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path.startswith(API_PREFIX) and not path.endswith("/raw"):
+        if path.startswith(API_PREFIX) and not path.endswith("/raw") and not path.startswith(_BYTE_PATHS):
             await self.gzip(scope, receive, send)
         else:
             await self.app(scope, receive, send)
