@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	# Exact versions from constraints.txt; pyproject.toml holds the compatible ranges users get.
 	$(PY) -m pip install -q -c constraints.txt -e ".[all,dev]"
+	# tritonclient (the Open Inference Protocol tests' client) pins ml-dtypes<=0.5.4 and greenlet<3.4, which its
+	# HTTP client does not need: installed without dependencies (the ones it uses are in the dev extra).
+	$(PY) -m pip install -q --no-deps -c constraints.txt tritonclient
 	# groundwork export --target web vendors onnxruntime-web: npm ci (lock-pinned, verified) into a cache.
 	$(PY) -m groundwork.engines.export.npm || echo "warning: npm packages for web exports not installed (is npm installed?)"
 	rm -f $(VENV)/.installed-*
