@@ -17,6 +17,7 @@ from groundwork.engines.monitor.reference import (
     load_reference,
 )
 from groundwork.engines.monitor.segment import Layout, layout_from_signature
+from groundwork.engines.monitor.sketch import NumberSketch
 
 PIXELS = Layout("tensor", tuple(f"x{i}" for i in range(64)), ("number",) * 64, "<f4", "vector", ("prediction",),
                 "category", "<i8")
@@ -42,7 +43,8 @@ def test_the_demo_model_finds_the_raw_training_split_through_lineage(workspace: 
     assert reference.rows == len(result.output("split", "train"))
     kinds = [step["type"] for step in reference.path]
     assert kinds == ["model", "artifact", "run", "artifact"]  # version -> its files -> the run that logged it -> data
-    assert reference.features["x10"].high <= 16.0  # raw pixel values (0-16), as served requests carry them
+    pixel = reference.features["x10"]
+    assert isinstance(pixel, NumberSketch) and pixel.high <= 16.0  # raw pixels (0-16), as requests carry them
 
 
 def test_a_model_without_recorded_training_data_says_how_to_give_one(workspace: Config) -> None:

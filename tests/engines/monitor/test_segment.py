@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from groundwork.engines.monitor.segment import SegmentBuilder, layout_of, read_segment, summary_groups
+from groundwork.engines.monitor.sketch import NumberSketch
 
 
-def record(rid: int, x: np.ndarray, y: np.ndarray, *, route: str = "production", shadow: bool = False,
+def record(rid: int, x: np.ndarray | None, y: np.ndarray | None, *, route: str = "production", shadow: bool = False,
            version: int = 1, latency_s: float = 0.002, status: int = 200, error: str | None = None) -> tuple[Any, ...]:
     return (time.time(), "digits", "production" if route == "production" else None, version, route, shadow, rid,
             x, len(x) if x is not None else 0, y, latency_s, status, error)
@@ -41,6 +42,7 @@ def test_rows_and_summary_of_requests_of_several_rows() -> None:
     assert group.latency.count == 3 and group.latency.quantile(1.0) == pytest.approx(10.0, rel=0.01)
     assert sorted(group.features) == ["x0", "x1", "x2", "x3"]
     assert group.features["x2"].count == 10
+    assert isinstance(group.features["x2"], NumberSketch)
     assert group.features["x2"].mean == pytest.approx(float(x[:, 2].mean()), rel=1e-5)
     assert group.outputs["prediction"].to_json()["values"] == {"0": 4, "1": 3, "2": 3}
 
