@@ -29,7 +29,7 @@ from groundwork.errors import (  # noqa: E402
 )
 from groundwork.storage.artifacts import ArtifactStore, blob_key, encode_manifest, manifest_key  # noqa: E402
 from groundwork.storage.http_blobs import SINGLE_MAX, HttpBlobStore  # noqa: E402
-from groundwork.storage.stores import open_team_store  # noqa: E402
+from groundwork.storage.stores import open_stores, open_team_store  # noqa: E402
 from groundwork.storage.uploads import PART_SIZE  # noqa: E402
 
 API = "/api/v1"
@@ -363,3 +363,30 @@ def test_with_presigning_off_s3_bytes_go_through_the_server(tmp_path: Path, s3_u
         digest = store.put_path(tmp_path / "f.bin").digest
         assert store.get_bytes(digest) == data
         assert store.blobs._direct_reads is False  # type: ignore[attr-defined]
+
+
+def test_a_client_with_only_a_url_and_a_token_logs_and_restores_artifacts(server: TeamServer, tmp_path: Path) -> None:
+    """The SDK and `groundwork run` through the server: outputs go up, another member restores them."""
+    from groundwork.core.execution import execute_command
+    from groundwork.core.tracking import artifact_store_for, start_run
+
+    token = server.token("editor-vision", "vision", "editor")
+    client = Config(server_url=server.url, token=token)
+    (tmp_path / "model.bin").write_bytes(os.urandom(SINGLE_MAX + 3))
+    (tmp_path / "out").mkdir()
+    with start_run(name="train", config=client, capture_code=False) as run:
+        logged = run.log_artifact(tmp_path / "model.bin")
+    script = "import pathlib; pathlib.Path('out/result.txt').write_text('done')"
+    result = execute_command([sys.executable, "-c", script], config=client, outputs=[str(tmp_path / "out")], cwd=tmp_path,
+                             echo=False)
+    assert result.exit_code == 0
+    viewer = Config(server_url=server.url, token=server.token("viewer-vision", "vision", "viewer"))
+    store = artifact_store_for(viewer)
+    assert store.restore(logged.digest, tmp_path / "copy.bin").read_bytes() == (tmp_path / "model.bin").read_bytes()
+    assert result.status == "finished"
+    [folder] = open_stores(viewer).metadata.run_artifacts(result.run_id, "output")
+    assert (store.restore(folder.digest, tmp_path / "restored") / "result.txt").read_text() == "done"
+    with pytest.raises(Forbidden, match="editor role"):
+        store.blobs.probe()  # type: ignore[attr-defined]
+    other = artifact_store_for(Config(server_url=server.url, token=server.token("editor-audio", "audio", "editor")))
+    assert not other.exists(logged.digest)

@@ -250,6 +250,11 @@ class HttpBlobStore:
             hint="list artifacts through runs and models (groundwork runs show, groundwork models list)",
         )
 
+    def probe(self) -> None:
+        """Check that this token may store artifacts here (start an upload and drop it): one clear error if not."""
+        upload = self._json("POST", "/uploads", "start an upload", json={"kind": "blob", "size": 0})["upload"]
+        self._json("DELETE", f"/uploads/{upload['id']}", "drop an upload")
+
     # --- extras the artifact store uses -------------------------------------------------------
     def open_read(self, key: str) -> BinaryIO:
         """A stream of the object under ``key`` that resumes with Range requests; ``KeyError`` when absent."""
