@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -46,3 +47,24 @@ def fresh_client(workspace: Config) -> Iterator[TestClient]:
 
     with local_client(create_app(workspace)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def team_world(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``groundwork server`` (2 workers) on a PostgreSQL database of its own, with people in every role."""
+    import uuid
+
+    import psycopg
+    from _team_world import World, populate
+
+    from _servers import GroundworkServer
+
+    name = f"gw_team_{uuid.uuid4().hex[:12]}"
+    admin_url = postgres_server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    store_url = postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
+    home = tmp_path_factory.mktemp("team-world")
+    tokens, run_id, digest, victim, config = populate(store_url, home)
+    with GroundworkServer(store_url, config.artifacts_url, workers=2, log_dir=home) as server:
+        yield World(server.url, server.port, server.log, config, tokens, run_id, digest, victim)

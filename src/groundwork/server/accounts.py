@@ -188,11 +188,18 @@ def list_tokens(request: Request, principal: Viewer, all: bool = False) -> JSON:
     return ok({"tokens": [t.to_dict() for t in rows]})
 
 
+def session_principal(request: Request, principal: Viewer) -> Principal:
+    """A FastAPI dependency: the caller, if logged in to the web UI (a token may not, e.g., mint tokens)."""
+    if request.headers.get("authorization") is not None or principal.token_id is None:
+        raise Forbidden("this needs a web UI login, not a token",
+                        hint="log in to the web UI, or ask the operator: groundwork server tokens create")
+    return principal
+
+
 @router.post("/tokens", summary="Create an API token for yourself in this project (from a web UI session; shown once)")
-def create_token(request: Request, principal: Viewer, body: TokenBody) -> JSON:
+def create_token(request: Request, principal: Annotated[Principal, Depends(session_principal)],
+                 body: TokenBody) -> JSON:
     team = _team(request)
-    if request.headers.get("authorization") is not None:
-        raise Forbidden("a token cannot create tokens", hint="log in to the web UI, or: groundwork server tokens create")
     if Role.parse(body.role) > principal.role:
         raise Forbidden(f"you are {principal.role.name} in {principal.project!r}: a token cannot carry {body.role}")
     row, made = ops.create_token(team, principal, user=principal.user, project=principal.project, role=body.role,

@@ -57,7 +57,7 @@ def create_app(
     ``team=True`` makes the team server's app (``groundwork server``): no host list or
     process token, but users, tokens and roles per project (:mod:`groundwork.server.auth`),
     every route behind a credential, the account and audit routes, and every state change
-    in the audit log (:mod:`groundwork.server.team`). It opens the store's team tables now.
+    in the audit log (:mod:`groundwork.server.team`). The store is opened on the first request.
     """
     from groundwork import __version__
 
@@ -90,10 +90,9 @@ def create_app(
     app.add_middleware(_ApiGZip)
     page_token = ""
     if team:
-        from groundwork.server.team import install
-        from groundwork.storage.stores import open_team_store
+        from groundwork.server.team import LazyTeamStore, install
 
-        install(app, config, open_team_store(config.store_url), API_PREFIX)
+        install(app, config, LazyTeamStore(config.store_url), API_PREFIX)
     else:
         guard = LocalGuard(hosts, port)
         app.state.guard = guard

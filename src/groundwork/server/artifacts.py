@@ -50,6 +50,8 @@ def resolve_digest(ctx: ServerContext, ref: str) -> str:
             f"{ref!r} is not an artifact digest", hint="a digest is 64 hexadecimal characters, or a unique prefix of them"
         )
     if len(ref) == 64:
+        if ctx.confined and not _visible(ctx, ref):
+            raise ArtifactNotFound(f"no artifact {ref[:12]} in project {ctx.config.project!r}")
         return ref
     found = ctx.store.find_artifacts(ref)
     if not found:
@@ -57,6 +59,12 @@ def resolve_digest(ctx: ServerContext, ref: str) -> str:
     if len(found) > 1:
         raise AmbiguousReference(f"digest prefix {ref!r} matches several artifacts", hint="type more characters")
     return found[0]
+
+
+def _visible(ctx: ServerContext, digest: str) -> bool:
+    """Whether a run, a model version or an export of the context's project refers to ``digest``."""
+    return bool(ctx.store.artifact_users(digest) or ctx.registry.versions_for_artifact(digest)
+                or ctx.registry.exports_for_artifact(digest))
 
 
 @router.get("/artifacts/{ref}", summary="An artifact: size, files, and the runs that read or wrote it")

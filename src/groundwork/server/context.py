@@ -58,8 +58,11 @@ class TTLCache(Generic[T]):
 class ServerContext:
     """The stores of one app (opened on first use) and its caches."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, confined: bool = False) -> None:
         self.config = config
+        #: On a team server: only what the project's runs, models and exports refer to is visible,
+        #: whatever digest a caller names (artifact bytes are shared between projects in the store).
+        self.confined = confined
         self._stores: Stores | None = None
         self._lock = threading.Lock()
         #: Run counts by filter: exact, but recomputed at most every few seconds.

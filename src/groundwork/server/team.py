@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI
 from starlette.requests import Request
@@ -89,6 +89,8 @@ def set_disabled(team: TeamStore, by: Principal, name: str, disabled: bool) -> U
 
 
 def set_server_admin(team: TeamStore, by: Principal, name: str, server_admin: bool) -> UserRow:
+    if not server_admin and by.user == name:
+        raise InvalidInput("you cannot take away your own server admin role", hint="ask another server admin")
     user = team.update_user(name, server_admin=server_admin)
     record(team, by, "user.admin", name, {"server_admin": server_admin}, project="")
     return user
@@ -185,7 +187,8 @@ class _Contexts:
         with self._lock:
             found = self._by_project.get(project)
             if found is None:
-                found = self._by_project[project] = ServerContext(self.config.with_(project=project))
+                found = ServerContext(self.config.with_(project=project), confined=True)
+                self._by_project[project] = found
             return found
 
 
@@ -203,7 +206,28 @@ def app_from_env() -> FastAPI:
     return create_app(Config.from_env(), team=True)
 
 
-def install(app: FastAPI, config: Config, team: TeamStore, api_prefix: str) -> None:
+class LazyTeamStore:
+    """A :class:`TeamStore` opened (and migrated) on first use: building the app touches no database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: TeamStore | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> TeamStore:
+        if self._store is None:
+            from groundwork.storage.stores import open_team_store
+
+            with self._lock:
+                if self._store is None:
+                    self._store = open_team_store(self.url)
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._open(), name)
+
+
+def install(app: FastAPI, config: Config, team: TeamStore | LazyTeamStore, api_prefix: str) -> None:
     """Make ``app`` a team server's: every route behind a credential, accounts and audit routes, the audit log."""
     from groundwork.server import accounts, audit
 
