@@ -219,3 +219,79 @@ def create_bucket(endpoint: str) -> str:
     name = f"gw-{uuid.uuid4().hex[:20]}"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
     return name
+
+
+# --- groundwork server (the team server) -----------------------------------------------
+class GroundworkServer:
+    """A real ``groundwork server`` process (``workers`` uvicorn workers) on 127.0.0.1.
+
+    Started in its own session, so :meth:`kill` (``kill -9``) takes the supervisor and its
+    workers at once, by process group; :meth:`start` again brings it back on the same port.
+    """
+
+    def __init__(self, store_url: str, artifacts_url: str, *, workers: int = 2, port: int | None = None,
+                 log_dir: Path | None = None) -> None:
+        self.store_url = store_url
+        self.artifacts_url = artifacts_url
+        self.workers = workers
+        self.port = port or free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log = (log_dir or Path(tempfile.mkdtemp(prefix="gw-server-"))) / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GroundworkServer:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GROUNDWORK_")}
+        with open(self.log, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "groundwork", "server", "--store", self.store_url, "--artifacts",
+                 self.artifacts_url, "--host", HOST, "--port", str(self.port), "--workers", str(self.workers)],
+                stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        proc = self.proc
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1", timeout=5) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+
+        _wait_until(answers, proc, self.log, "groundwork server")
+        return self
+
+    def kill(self) -> None:
+        """``kill -9`` of the whole server (supervisor and workers), by its process group."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            _stop(self.proc, (signal.SIGTERM,))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # a worker left behind by a supervisor that died
+
+    def __enter__(self) -> GroundworkServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def team_token(store_url: str, project: str, role: str = "maintainer", user: str = "alice") -> str:
+    """A fresh API token of ``user`` (made if needed) with ``role`` in ``project`` (made if needed), via the team store."""
+    from groundwork.server import team as team_ops
+    from groundwork.storage.stores import open_team_store
+
+    team = open_team_store(store_url)
+    operator = team_ops.operator()
+    if team.get_user(user) is None:
+        team_ops.add_user(team, operator, user, "password-of-" + user)
+    if team.get_project(project) is None:
+        team_ops.add_project(team, operator, project)
+    team_ops.grant(team, operator, user, project, role)
+    _row, token = team_ops.create_token(team, operator, user=user, project=project, role=role, name=f"test-{role}")
+    return token.text

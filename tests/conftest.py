@@ -17,7 +17,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _servers import ServerUnavailable, create_bucket, moto_server, postgres_server  # noqa: E402
+from _servers import (  # noqa: E402
+    GroundworkServer,
+    ServerUnavailable,
+    create_bucket,
+    moto_server,
+    postgres_server,
+)
 
 
 # --- isolation -----------------------------------------------------------------------
@@ -127,3 +133,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+# --- the team server (groundwork server) ------------------------------------------------
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroundworkServer]:
+    """One real ``groundwork server`` per session (2 workers, SQLite and a folder, 127.0.0.1).
+
+    Tests keep apart by project: make one with a token through ``_servers.team_token``.
+    """
+    home = tmp_path_factory.mktemp("team-server")
+    with GroundworkServer(f"sqlite:///{home / 'meta.db'}", str(home / "artifacts"), log_dir=home) as server:
+        yield server

@@ -158,10 +158,13 @@ _FULL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def _store(config: Config | None) -> MetadataStore:
     from groundwork.core.tracking import flush_all, pending_writes
+    from groundwork.core.writer import send_spooled
 
     if pending_writes():  # read-your-writes: runs this process started are written first
         flush_all()
-    return open_stores(config or Config.from_env()).metadata
+    store = open_stores(config or Config.from_env()).metadata
+    send_spooled(store)  # and, through a server, what an earlier process could not send before it exited
+    return store
 
 
 #: How many runs of one name a look-up weighs (the newest first).

@@ -50,6 +50,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import orjson
 
+from groundwork.errors import StoreError
 from groundwork.storage.records import (
     LogLine,
     MetricPoint,
@@ -155,8 +156,7 @@ def spool_dir(store: MetadataStore) -> Path:
     """Where batches for ``store`` wait on disk: one folder per server and token, under the user's cache."""
     from groundwork.core.environment import cache_dir
 
-    who = getattr(store, "spool_key", store.url)
-    return cache_dir() / "spool" / hashlib.sha256(str(who).encode()).hexdigest()[:24]
+    return cache_dir() / "spool" / hashlib.sha256(store.url.encode()).hexdigest()[:24]
 
 
 class Outbox:
@@ -396,10 +396,22 @@ class Writer:
     def flush(self, end: RunEnd | None = None) -> None:
         """Write everything buffered so far in one transaction; returns when it is durable.
 
-        ``end`` (a run's ending) goes into the same transaction as its last points.
+        ``end`` (a run's ending) goes into the same transaction as its last points. Over a
+        network, an end the server cannot take now waits in the outbox with the points before
+        it (a warning says so) rather than raising into the code that ends the run.
         """
         with self._flush_lock:
-            self._write(end)
+            if self.outbox is None or end is None:
+                self._write(end)
+                return
+            try:
+                self._write(end)
+            except StoreError as exc:  # over a network, a run's end waits in the outbox like its points
+                logger.warning("groundwork: the end of run %s waits until the server %s answers again: %s",
+                               end.run_id, self.store.display_url, exc)
+                with self._written:
+                    self._failing = True
+                    self._written.notify_all()
 
     def try_flush(self) -> None:
         """:meth:`flush`, for the thread and exit hooks: a failure is logged once per outage and retried."""
@@ -577,6 +589,28 @@ def writer_for(store: MetadataStore) -> Writer:
             writer = Writer(store)
             _writers[key] = writer
         return writer
+
+
+_spools_checked: set[tuple[int, str]] = set()
+
+
+def send_spooled(store: MetadataStore) -> None:
+    """Over a network: once per process, send what processes that exited left in this store's spool.
+
+    A process that could not reach the server before it exited left its batches on disk;
+    the next one that opens the same server with the same token sends them (oldest first)
+    before it reads, whether or not it logs anything itself.
+    """
+    key = (os.getpid(), store.url)
+    if not getattr(store, "remote", False) or key in _spools_checked:
+        return
+    _spools_checked.add(key)
+    try:
+        waiting = any(spool_dir(store).glob("*.batch"))
+    except OSError:
+        return
+    if waiting:
+        writer_for(store).try_flush()
 
 
 def _own_writers() -> list[Writer]:

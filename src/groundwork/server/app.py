@@ -93,6 +93,9 @@ def create_app(
         from groundwork.server.team import LazyTeamStore, install
 
         install(app, config, LazyTeamStore(config.store_url), API_PREFIX)
+        from groundwork.server import store_api  # the store contracts over HTTP: GROUNDWORK_SERVER clients
+
+        app.include_router(store_api.router, prefix=API_PREFIX)
     else:
         guard = LocalGuard(hosts, port)
         app.state.guard = guard

@@ -24,6 +24,7 @@ raised as the same :class:`~groundwork.errors.GroundworkError` the server raised
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import ipaddress
 import json
@@ -273,9 +274,11 @@ def _encode(value: Any) -> bytes:
 class HttpClient:
     """Calls of the store API on one server, with one token, over a pooled connection (thread-safe)."""
 
-    def __init__(self, server_url: str, token: str, *, retry_s: float = RETRY_S) -> None:
+    def __init__(self, server_url: str, token: str, *, retry_s: float | None = None) -> None:
         self.server_url = check_transport(server_url)
-        self.retry_s = retry_s
+        self._retry_s = retry_s
+        #: Names this token without revealing it (the writer's spool folder, cache keys).
+        self.fingerprint = hashlib.sha256(token.encode()).hexdigest()[:16]
         from groundwork import __version__
 
         self._http = httpx.Client(
@@ -287,6 +290,10 @@ class HttpClient:
             follow_redirects=False,
         )
         self._closed = False
+
+    @property
+    def retry_s(self) -> float:
+        return RETRY_S if self._retry_s is None else self._retry_s
 
     def close(self) -> None:
         if not self._closed:
@@ -381,7 +388,8 @@ class _HttpStore:
 
     def __init__(self, client: HttpClient) -> None:
         self.client = client
-        self.url = f"{client.server_url}{API_PREFIX}"
+        #: One per server and token: the writer and the caches key by it (two projects never share a writer).
+        self.url = f"{client.server_url}{API_PREFIX}#{client.fingerprint}"
         self._methods = contract_methods(self.contract)
 
     @property
