@@ -143,3 +143,12 @@ class Load:
                 else:
                     self.seen[index].append(response.json()["model_version"])
                 i += 1
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the series ``name`` (labels included, as exposed) in a /metrics text."""
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == name:
+            return float(value)
+    raise AssertionError(f"{name} not in /metrics:\n{text}")

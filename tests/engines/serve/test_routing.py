@@ -6,6 +6,7 @@ the load comes from many concurrent httpx clients.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -26,7 +27,7 @@ from groundwork.config import Config
 from groundwork.engines.serve.admin import ADMIN_TOKEN_ENV, admin_refusal, requested_route
 from groundwork.engines.serve.routing import BadRoute, RouteSpec, RouteTable, Target
 
-from .conftest import Load, Server, serve_process
+from .conftest import Load, Server, metric, serve_process
 
 TOKEN = "route-test-token"
 
@@ -341,10 +342,8 @@ def _fire_at(server: Server, x: np.ndarray, n: int, expected: dict[int, list[int
 def _wait_metric(server: Server, name: str, at_least: float) -> bool:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        for line in server.client.get("/metrics").text.splitlines():
-            head, _, value = line.rpartition(" ")
-            if head == name and float(value) >= at_least:
+        with contextlib.suppress(AssertionError):
+            if metric(server.client.get("/metrics").text, name) >= at_least:
                 return True
         time.sleep(0.1)
     return False
-

@@ -16,7 +16,7 @@ import groundwork as gw
 from groundwork.errors import InvalidInput, error_body
 from groundwork.storage.stores import open_stores
 
-from .conftest import Load, Registry, Server, serve_process
+from .conftest import Load, Registry, Server, metric, serve_process
 
 ERROR_KEYS = set(error_body(InvalidInput("x")))
 
@@ -87,8 +87,8 @@ def test_200_concurrent_requests_each_get_their_own_answer(registry: Registry, s
         for (start, end), outputs in zip(spans, results, strict=True):
             assert outputs == expected[start:end].tolist()
         metrics = server.client.get("/metrics").text
-    calls = _metric(metrics, 'groundwork_batch_size_rows_count{model="digits"}')
-    rows = _metric(metrics, 'groundwork_batch_size_rows_sum{model="digits"}')
+    calls = metric(metrics, 'groundwork_batch_size_rows_count{model="digits"}')
+    rows = metric(metrics, 'groundwork_batch_size_rows_sum{model="digits"}')
     assert rows == sum(end - start for start, end in spans)
     assert calls < len(spans)  # concurrent requests were merged into fewer runtime calls
 
@@ -222,7 +222,7 @@ def test_every_request_is_in_the_prediction_log(registry: Registry, served: Any)
     assert set(answered.column("version").to_pylist()) == {1}
     refused = table.filter(table.column("status").to_numpy() == 422)
     assert refused.num_rows == 1 and refused.column("error").to_pylist() == ["unprocessable"]
-    assert _metric(metrics, 'groundwork_prediction_log_rows_total{model="digits"}') == table.num_rows
+    assert metric(metrics, 'groundwork_prediction_log_rows_total{model="digits"}') == table.num_rows
     assert "groundwork_prediction_log_dropped_total{" not in metrics  # nothing was dropped
 
 
@@ -236,14 +236,5 @@ def test_two_workers_share_the_port_and_the_metrics(registry: Registry, served: 
                 assert fresh.post("/v1/models/digits/predict", json={"inputs": x[i:i + 1].tolist()}).json()[
                     "outputs"] == expected[i:i + 1]
         metrics = server.client.get("/metrics").text
-    assert _metric(metrics, 'groundwork_requests_total{model="digits",status="200"}') == 50
+    assert metric(metrics, 'groundwork_requests_total{model="digits",status="200"}') == 50
 
-
-# -- helpers -------------------------------------------------------------------------------------------
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name):
-            head, _, value = line.rpartition(" ")
-            if head == name:
-                return float(value)
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
