@@ -82,7 +82,7 @@ def test_a_calm_alias_exits_0_with_its_traffic_and_reference(logged: Any) -> Non
     out = result.stdout
     assert "digits@production: version 1 now" in out
     assert "896 requests (1,790 rows)" in out and "errors 1 (0.11%)" in out
-    assert "reference: train.parquet" in out and "(through lineage)" in out
+    assert "train.parquet (sha256 " in out and "1,797 rows (through lineage)" in out
     assert "no threshold crossed" in out
 
 
