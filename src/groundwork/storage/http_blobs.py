@@ -307,11 +307,11 @@ class HttpBlobStore:
         attempt = 0
         while position < size:
             length = min(part, size - position)
-            chunk = read_at(position, length)
             headers = {"Content-Range": f"bytes {position}-{position + length - 1}/{size}",
-                       "Content-Type": "application/octet-stream"}
+                       "Content-Type": "application/octet-stream", "Content-Length": str(length)}
             try:
-                response = self._request("PUT", f"/uploads/{upload_id}", content=chunk, headers=headers)
+                response = self._request("PUT", f"/uploads/{upload_id}", content=_pieces(read_at, position, length),
+                                         headers=headers)
                 if response.status_code == 409:  # another request of ours still writes, or we are out of step
                     raise _Retry(_message(response))
                 if response.status_code >= 400:
@@ -354,11 +354,11 @@ class HttpBlobStore:
                   read_at: Callable[[int, int], bytes]) -> None:
         offset = (number - 1) * part
         length = min(part, size - offset)
-        data = read_at(offset, length)
         attempt = 0
         while True:
             try:
-                response = self._direct.put(url, content=data)
+                response = self._direct.put(url, content=_pieces(read_at, offset, length),
+                                            headers={"Content-Length": str(length)})
                 if response.status_code in RETRY_STATUSES or response.status_code == 500:
                     raise _Retry(f"S3 answered {response.status_code}")
                 if response.status_code == 403:  # the URL expired: ask for a fresh one
@@ -517,6 +517,21 @@ class _Download(io.RawIOBase):
     def close(self) -> None:
         self._close_response()
         super().close()
+
+
+def _pieces(read_at: Callable[[int, int], bytes], offset: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes from ``offset``, read 1 MiB at a time as they are sent.
+
+    Never a whole chunk in one allocation: glibc serves a freed large block's size from the
+    heap afterwards, and a heap fragmented by many 8 MiB blocks grows by hundreds of MiB.
+    """
+    end = offset + length
+    while offset < end:
+        piece = read_at(offset, min(CHUNK, end - offset))
+        if not piece:
+            raise StoreError("the file became shorter while it was uploaded", hint="upload it again once it is written")
+        offset += len(piece)
+        yield piece
 
 
 def _skipping(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
