@@ -100,7 +100,7 @@ function referenceBlock(report) {
   return h("div", { id: "monitor-reference" },
     h("p", null, `${ref.description}: ${ref.rows.toLocaleString()} rows, ${how}`, ref.target ? ` (target column ${ref.target})` : "",
       ref.digest ? [" · ", h("a", { href: `/artifacts/${ref.digest}`, class: "mono" }, shortId(ref.digest))] : null),
-    path.length ? h("p", { class: "small muted" }, path.flatMap((el, i) => (i ? [" ← ", el] : [el])).reverse()) : null);
+    path.length ? h("p", { class: "small muted", id: "monitor-path" }, "made from: ", path.flatMap((el, i) => (i ? [" ← ", el] : [el]))) : null);
 }
 
 function drawFeatures(body, report) {
