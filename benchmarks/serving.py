@@ -14,7 +14,14 @@ which is the steadier figure on a shared machine.
     .venv/bin/python benchmarks/serving.py --models lr --rows 1 --concurrency 64 --repeat 2   # systems take turns
 
 Extra systems (not in the default set): ``groundwork-w2`` (``--workers 2``),
-``groundwork-inline`` and ``groundwork-threaded`` (where the model runs, forced).
+``groundwork-inline`` and ``groundwork-threaded`` (where the model runs, forced),
+``groundwork-routed`` (``--route production=100``: every request drawn through a route) and
+``groundwork-baseline`` (this groundwork command run on the ``src/`` folder given with
+``--baseline-src``, e.g. an export of the commit before a change: before and after in one run).
+
+    git archive HEAD~3 src | tar -x -C /tmp/before      # then:
+    .venv/bin/python benchmarks/serving.py --quick --concurrency 64 --repeat 3 \
+        --systems groundwork,groundwork-baseline,groundwork-routed --baseline-src /tmp/before/src
 
 Peers live in their own venvs under ``.bench/`` (``benchmarks/_peers.py``); Ray binds
 every interface, so the measurements run inside a loopback-only network namespace
@@ -53,7 +60,8 @@ WORK = REPO / ".bench" / "serving"
 PEERS = REPO / "benchmarks" / "peers"
 SYSTEMS = ("groundwork", "fastapi", "mlflow", "bentoml", "bentoml-batching", "rayserve")
 # Not in the default set: groundwork serve --workers 2, and with --inline / --threaded forced.
-EXTRA_SYSTEMS = ("groundwork-w2", "groundwork-inline", "groundwork-threaded")
+EXTRA_SYSTEMS = ("groundwork-w2", "groundwork-inline", "groundwork-threaded", "groundwork-routed", "groundwork-baseline")
+BASELINE_ENV = "GW_BENCH_BASELINE_SRC"
 NETNS_ENV = "GW_BENCH_IN_NETNS"
 READY_TIMEOUT_S = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -183,7 +191,10 @@ def start_system(system: str, kind: str, pythons: dict[str, Path], gw_env: dict[
                "--port", str(port), "--workers", workers]
         if system in ("groundwork-inline", "groundwork-threaded"):
             cmd.append("--" + system.split("-")[1])
-        env, cwd, url, extract = quiet_env(**gw_env), REPO, f"{url_base}/v1/models/bench-{kind}/predict", "outputs"
+        if system == "groundwork-routed":
+            cmd = [*cmd[:2], f"bench-{kind}", *cmd[3:], "--route", "production=100"]
+        extra = {"PYTHONPATH": os.environ[BASELINE_ENV]} if system == "groundwork-baseline" else {}
+        env, cwd, url, extract = quiet_env(**gw_env, **extra), REPO, f"{url_base}/v1/models/bench-{kind}/predict", "outputs"
     elif system == "fastapi":
         cmd = [str(REPO / ".venv" / "bin" / "uvicorn"), "serving_fastapi:app", "--host", "127.0.0.1",
                "--port", str(port), "--no-access-log", "--log-level", "warning"]
@@ -474,10 +485,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per server and row count")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure every cell N times, the systems taking turns; report the medians")
+    parser.add_argument("--baseline-src", default=None,
+                        help="the src/ folder groundwork-baseline runs (another commit's code, for before/after)")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
     quick = args.quick
+    if args.baseline_src:
+        os.environ[BASELINE_ENV] = str(Path(args.baseline_src).resolve())
     plan = Plan(
         systems=(args.systems or ",".join(SYSTEMS)).split(","),
         models=(args.models or ("lr" if quick else "lr,mlp")).split(","),
@@ -487,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup or (2.0 if quick else 5.0),
         repeat=max(1, args.repeat),
     )
+    if "groundwork-baseline" in plan.systems and not os.environ.get(BASELINE_ENV):
+        plan.skipped["groundwork-baseline"] = "no --baseline-src given (the src/ folder of the code to compare with)"
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (the load generator of this benchmark)")
     WORK.mkdir(parents=True, exist_ok=True)

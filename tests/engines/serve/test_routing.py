@@ -138,10 +138,10 @@ def test_a_route_change_keeps_the_fields_it_does_not_name() -> None:
 
 # -- bad input on the command line ----------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "message"), [
-    (["digits", "--route", "production=90,candidat=10"], "route production=90,candidat=10: model 'digits' has no alias 'candidat'"),
+    (["digits", "--route", "production=90,candidat=10"], "route 'production=90,candidat=10': model 'digits' has no alias 'candidat'"),
     (["digits", "--route", "production=90,candidate=20"], "the weights add up to 110"),
     (["digits", "--route", "production:90"], "'production:90' is not TARGET=WEIGHT"),
-    (["digits@production", "--shadow", "nope"], "shadow nope: model 'digits' has no alias 'nope'"),
+    (["digits@production", "--shadow", "nope"], "shadow 'nope': model 'digits' has no alias 'nope'"),
     (["digits@production", "--route", "production=100"], "with --route, name the model alone (digits)"),
     (["digits", "other", "--route", "production=100"], "--route applies to one model"),
     (["digits", "--route", "production=90,candidat=10", "--workers", "2"], "has no alias 'candidat'"),

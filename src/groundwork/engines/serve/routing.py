@@ -168,9 +168,9 @@ def resolve_target(name: str, label: str, spec: RouteSpec, config: Config) -> Mo
         return get_model_version(str(target_ref(name, label)), config=config)
     except ModelNotFound as exc:
         if label == spec.shadow and label not in dict(spec.weights):
-            raise ModelNotFound(f"shadow {label}: {exc.message}", hint=exc.hint) from None
+            raise ModelNotFound(f"shadow {label!r}: {exc.message}", hint=exc.hint) from None
         weights = ",".join(f"{target}={weight}" for target, weight in spec.weights)
-        raise ModelNotFound(f"route {weights}: {exc.message}", hint=exc.hint) from None
+        raise ModelNotFound(f"route {weights!r}: {exc.message}", hint=exc.hint) from None
 
 
 def _weight(raw: Any, label: str, shown: str) -> int:
