@@ -408,6 +408,8 @@ def _endpoint(contract: str, method: Method, role: Role) -> Callable[..., Respon
 
     def endpoint(request: Request, principal: Principal, body: BaseModel | None = None) -> Response:
         arguments = _arguments(method, body)
+        if "who" in arguments:  # an alias move is the token's user's, whoever the client says it is
+            arguments["who"] = principal.user
         store = getattr(stores_for(principal, request), contract)
         result = getattr(store, method.name)(**arguments)
         if audited is not None:
