@@ -10,7 +10,7 @@ from pathlib import Path
 import groundwork as gw
 from groundwork.config import Config
 from groundwork.core.checkpoints import find_last, load_from
-from groundwork.core.tracking import metadata_store_for
+from groundwork.storage.stores import open_stores
 
 SCRIPT = """
 import os, groundwork as gw
@@ -39,7 +39,7 @@ def test_checkpoints_are_content_addressed_and_numbered(workspace: Config) -> No
     outputs = gw.get_run(run.id, config=workspace).outputs
     assert [o.kind for o in outputs] == ["checkpoint"] * 3
     assert load_from(run.id, workspace) == {"w": [4]}
-    found = find_last(metadata_store_for(workspace), run.id)
+    found = find_last(open_stores(workspace).metadata, run.id)
     assert found is not None and found.number == 2
 
 

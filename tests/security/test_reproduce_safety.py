@@ -21,8 +21,8 @@ import groundwork as gw
 from groundwork.config import Config
 from groundwork.core.execution import execute_command
 from groundwork.core.reproduce import NotReproducible, reproduce
-from groundwork.core.tracking import artifact_store_for, metadata_store_for
 from groundwork.errors import InvalidInput
+from groundwork.storage.stores import open_stores
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -73,8 +73,8 @@ def intact(folder: Path) -> bool:
 
 def add_input_link(config: Config, run_id: str, name: str, payload: Path) -> None:
     """What a hostile (or older) groundwork could have written to a shared store."""
-    info = artifact_store_for(config).put_path(payload)
-    metadata_store_for(config).add_artifact_link(run_id, "input", name, digest=info.digest, size=info.size,
+    info = open_stores(config).artifacts.put_path(payload)
+    open_stores(config).metadata.add_artifact_link(run_id, "input", name, digest=info.digest, size=info.size,
                                                  is_dir=info.is_dir, file_count=info.file_count, kind="dataset")
 
 

@@ -368,7 +368,7 @@ def test_with_presigning_off_s3_bytes_go_through_the_server(tmp_path: Path, s3_u
 def test_a_client_with_only_a_url_and_a_token_logs_and_restores_artifacts(server: TeamServer, tmp_path: Path) -> None:
     """The SDK and `groundwork run` through the server: outputs go up, another member restores them."""
     from groundwork.core.execution import execute_command
-    from groundwork.core.tracking import artifact_store_for, start_run
+    from groundwork.core.tracking import start_run
 
     token = server.token("editor-vision", "vision", "editor")
     client = Config(server_url=server.url, token=token)
@@ -381,12 +381,12 @@ def test_a_client_with_only_a_url_and_a_token_logs_and_restores_artifacts(server
                              echo=False)
     assert result.exit_code == 0
     viewer = Config(server_url=server.url, token=server.token("viewer-vision", "vision", "viewer"))
-    store = artifact_store_for(viewer)
+    store = open_stores(viewer).artifacts
     assert store.restore(logged.digest, tmp_path / "copy.bin").read_bytes() == (tmp_path / "model.bin").read_bytes()
     assert result.status == "finished"
     [folder] = open_stores(viewer).metadata.run_artifacts(result.run_id, "output")
     assert (store.restore(folder.digest, tmp_path / "restored") / "result.txt").read_text() == "done"
     with pytest.raises(Forbidden, match="editor role"):
         store.blobs.probe()  # type: ignore[attr-defined]
-    other = artifact_store_for(Config(server_url=server.url, token=server.token("editor-audio", "audio", "editor")))
+    other = open_stores(Config(server_url=server.url, token=server.token("editor-audio", "audio", "editor"))).artifacts
     assert not other.exists(logged.digest)

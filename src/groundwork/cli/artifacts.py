@@ -62,8 +62,8 @@ def get_command(
     refused unless --force, which replaces it once the new copy is complete.
     """
     from groundwork.core.runs import get_run
-    from groundwork.core.tracking import artifact_store_for, metadata_store_for
     from groundwork.errors import AmbiguousReference, ArtifactNotFound, InvalidInput
+    from groundwork.storage.stores import open_stores
 
     config = make_config(store, artifacts)
     if (dest.exists() or dest.is_symlink()) and not force:
@@ -77,11 +77,11 @@ def get_command(
             raise ArtifactNotFound(f"run {run.id[:12]} has no artifact named {name!r} (it has: {names})")
         digest = matches[0].digest
     else:
-        found = metadata_store_for(config).find_artifacts(ref.lower())
+        found = open_stores(config).metadata.find_artifacts(ref.lower())
         if len(found) > 1:
             raise AmbiguousReference(f"artifact prefix {ref!r} matches several artifacts", hint="type more of the digest")
         digest = found[0] if found else ref.lower()
-    artifact_store = artifact_store_for(config)
+    artifact_store = open_stores(config).artifacts
     if force and dest.exists():
         is_dir = artifact_store.info(digest).is_dir
         if is_dir != dest.is_dir():

@@ -129,9 +129,9 @@ def show_command(
         if not run.diff_digest:
             console.print("[dim]No uncommitted changes were recorded with this run.[/]")
             return
-        from groundwork.core.tracking import artifact_store_for
+        from groundwork.storage.stores import open_stores
 
-        sys.stdout.write(artifact_store_for(config).get_bytes(run.diff_digest).decode("utf-8", errors="replace"))
+        sys.stdout.write(open_stores(config).artifacts.get_bytes(run.diff_digest).decode("utf-8", errors="replace"))
         return
     if logs:
         sys.stdout.write(run.logs())

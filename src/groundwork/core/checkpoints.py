@@ -76,10 +76,10 @@ def _checkpoints(store: Any, run_id: str) -> list[Checkpoint]:
 
 def save(run: ActiveRun, state: Any) -> Checkpoint:
     """Store ``state`` as the run's next checkpoint (see the module docstring)."""
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     data, suffix = _serialize(state)
-    info = artifact_store_for(run.config).put_bytes(data)
+    info = open_stores(run.config).artifacts.put_bytes(data)
     run.flush()  # the run's row (and earlier checkpoints' links) are in the store
     store = run._store
     existing = _checkpoints(store, run.id)
@@ -106,24 +106,24 @@ def find_last(store: Any, run_id: str) -> Checkpoint | None:
 
 def load(run: ActiveRun) -> Any | None:
     """The state of the newest checkpoint :func:`find_last` finds for ``run``, or None."""
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     run.flush()
     found = find_last(run._store, run.id)
     if found is None:
         return None
-    return _deserialize(artifact_store_for(run.config).get_bytes(found.digest), found.name)
+    return _deserialize(open_stores(run.config).artifacts.get_bytes(found.digest), found.name)
 
 
 def load_from(run_id: str, config: Config | None = None) -> Any | None:
     """The newest checkpoint's state of a recorded run (by id), or None."""
-    from groundwork.core.tracking import artifact_store_for, metadata_store_for
+    from groundwork.storage.stores import open_stores
 
     config = config or Config.from_env()
-    found = find_last(metadata_store_for(config), run_id)
+    found = find_last(open_stores(config).metadata, run_id)
     if found is None:
         return None
-    return _deserialize(artifact_store_for(config).get_bytes(found.digest), found.name)
+    return _deserialize(open_stores(config).artifacts.get_bytes(found.digest), found.name)
 
 
 __all__ = ["Checkpoint", "find_last", "load", "load_from", "save"]

@@ -70,9 +70,10 @@ class DistributedContext:
         self._run: Any = None
         self.restarts = 0
         if rank == 0:
-            from groundwork.core.tracking import attach_run, metadata_store_for
+            from groundwork.core.tracking import attach_run
+            from groundwork.storage.stores import open_stores
 
-            self._run = attach_run(run_id, config, metadata_store_for(config))
+            self._run = attach_run(run_id, config, open_stores(config).metadata)
             starts = int(self._run._store.get_run(run_id).tags.get(TAG + "starts", "0")) + 1
             self.restarts = starts - 1
             self._run.set_tags({TAG + "starts": str(starts), TAG + "restarts": str(starts - 1)})

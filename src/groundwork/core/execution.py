@@ -30,8 +30,9 @@ from types import FrameType
 from typing import IO, Any
 
 from groundwork.config import Config
-from groundwork.core.tracking import ActiveRun, artifact_store_for, iter_numeric_json, start_run
+from groundwork.core.tracking import ActiveRun, iter_numeric_json, start_run
 from groundwork.errors import GroundworkError, InvalidInput, StoreError
+from groundwork.storage.stores import open_stores
 
 #: How long a child gets to exit after Ctrl-C or SIGTERM before it is killed.
 STOP_GRACE_S = 5.0
@@ -68,7 +69,7 @@ def parse_params(items: Sequence[str]) -> dict[str, str]:
 
 def check_artifact_store(config: Config) -> None:
     """Open the artifact store and write, then remove, a probe object: a one-line error if it cannot."""
-    store = artifact_store_for(config)
+    store = open_stores(config).artifacts
     probe = getattr(store.blobs, "probe", None)
     if probe is not None:  # a store with its own check (a team server's: no keys of our choosing there)
         probe()

@@ -52,14 +52,6 @@ _GIT_CACHE_TTL_S = 2.0
 logger = logging.getLogger("groundwork.core.tracking")
 
 
-def artifact_store_for(config: Config) -> ArtifactStore:
-    """The artifact store of ``config`` (``open_stores(config).artifacts``)."""
-    return open_stores(config).artifacts
-
-
-def metadata_store_for(config: Config) -> MetadataStore:
-    """The metadata store of ``config`` (``open_stores(config).metadata``)."""
-    return open_stores(config).metadata
 
 
 # -- the git state, cached briefly (creating thousands of runs must stay cheap) ---------------------
@@ -214,7 +206,7 @@ class ActiveRun:
     def _link(self, path: Path, direction: str, name: str | None, kind: str, store_bytes: bool) -> ArtifactInfo:
         if not path.exists():
             raise InvalidInput(f"{direction} path {str(path)!r} does not exist")
-        artifacts = artifact_store_for(self.config)
+        artifacts = open_stores(self.config).artifacts
         info = artifacts.put_path(path) if store_bytes else ArtifactStore.digest_path(path)
         self._ensure_created()
         self._store.add_artifact_link(
@@ -348,7 +340,7 @@ def start_run(
     """
     global _attached_env_run
     config = config or Config.from_env()
-    store = metadata_store_for(config)
+    store = open_stores(config).metadata
     _install_process_hooks()
 
     env_run_id = os.environ.get("GROUNDWORK_RUN_ID")
@@ -436,7 +428,7 @@ def _store_diff(config: Config, diff: bytes) -> ArtifactInfo:
     hit = _stored_diffs.get(key)
     if hit is not None and hit[0] is diff:
         return hit[1]
-    info = artifact_store_for(config).put_bytes(diff)
+    info = open_stores(config).artifacts.put_bytes(diff)
     _stored_diffs[key] = (diff, info)
     return info
 
@@ -503,7 +495,7 @@ def current_run(config: Config | None = None) -> ActiveRun:
         _attached_env_run = True
         config = config or Config.from_env()
         _install_process_hooks()
-        return attach_run(env_run_id, config, metadata_store_for(config))
+        return attach_run(env_run_id, config, open_stores(config).metadata)
     return start_run(config=config)
 
 

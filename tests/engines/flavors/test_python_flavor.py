@@ -163,6 +163,6 @@ def test_an_object_without_predict_or_a_model_failing_its_example_is_refused(con
 
 
 def gw_artifacts(config: Config) -> Any:
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
-    return artifact_store_for(config)
+    return open_stores(config).artifacts

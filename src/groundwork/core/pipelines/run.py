@@ -221,14 +221,14 @@ class PipelineResult:
 
 def load_output(info: OutputInfo, config: Config, dest: Path | None = None) -> Any:
     """Read one stored output back into a value (files are restored under ``dest`` or a temp folder)."""
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     materializer = get_materializer(info.materializer)
     if materializer.loads is not None and materializer.dumps is not None and dest is None:
-        return materializer.loads(artifact_store_for(config).get_bytes(info.digest))
+        return materializer.loads(open_stores(config).artifacts.get_bytes(info.digest))
     folder = dest or Path(tempfile.mkdtemp(prefix="gw-output-"))
     path = folder / (info.filename or materializer.filename or "value")
-    artifact_store_for(config).restore(info.digest, path)
+    open_stores(config).artifacts.restore(info.digest, path)
     value = materializer.load(path)
     if materializer.source is None and dest is None:
         shutil.rmtree(folder, ignore_errors=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 from groundwork.config import Config
 from groundwork.errors import GroundworkError
+from groundwork.storage.stores import open_stores
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,8 @@ def _execute(task: StepTask, outcome: StepOutcome) -> None:
     if task.capture_environment:
         outcome.environment = _environment()
 
-    artifacts = tracking.artifact_store_for(task.config)
-    store = tracking.metadata_store_for(task.config)
+    artifacts = open_stores(task.config).artifacts
+    store = open_stores(task.config).metadata
     run = tracking.attach_run(task.run_id, task.config, store)
     scratch = _Scratch(task.node)
     try:

@@ -286,11 +286,11 @@ def _worktree(
 
 
 def _apply_diff(row: RunRow, config: Config, tree: Path, scratch: Path) -> str:
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     assert row.diff_digest is not None and row.git_commit is not None
     try:
-        diff = artifact_store_for(config).get_bytes(row.diff_digest)
+        diff = open_stores(config).artifacts.get_bytes(row.diff_digest)
     except ArtifactNotFound:
         raise NotReproducible(
             f"the uncommitted changes of run {row.id[:12]} (diff {row.diff_digest[:12]}) are not in the artifact store",

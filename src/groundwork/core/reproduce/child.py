@@ -74,7 +74,7 @@ def _child_step(spec: Mapping[str, Any], config: Config) -> str:
 
     from groundwork.core.pipelines.run import TAG_OUTPUTS, TAG_STEP, _outputs_tag, spec_from_json
     from groundwork.core.pipelines.worker import StepTask, execute_task
-    from groundwork.core.tracking import artifact_store_for, start_run
+    from groundwork.core.tracking import start_run
     from groundwork.storage.records import Link
     from groundwork.storage.stores import open_stores
 
@@ -110,7 +110,7 @@ def _child_step(spec: Mapping[str, Any], config: Config) -> str:
                 links.append(Link("input", name, info.digest, info.size, info.is_dir, info.file_count,
                                   kinds.get(name, "dataset")))
             elif digest:
-                info = artifact_store_for(config).info(digest)
+                info = open_stores(config).artifacts.info(digest)
                 links.append(Link("input", name, digest, info.size, info.is_dir, info.file_count,
                                   kinds.get(name, "dataset")))
     links += [Link("output", o.name, o.digest, o.size, o.is_dir, o.file_count, o.kind) for o in outcome.outputs]

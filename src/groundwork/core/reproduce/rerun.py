@@ -49,12 +49,12 @@ def reproduce(
     >>> r.exact, r.verdict(), [o for o in r.outputs if not o.same]
     """
     from groundwork.core.runs import find_run
-    from groundwork.core.tracking import metadata_store_for
+    from groundwork.storage.stores import open_stores
 
     if tolerance is not None and (tolerance < 0 or math.isnan(tolerance)):
         raise InvalidInput(f"--tolerance must be a number >= 0, not {tolerance}")
     config = config or Config.from_env()
-    store = metadata_store_for(config)
+    store = open_stores(config).metadata
     row = find_run(store, ref)
     result = Reproduction(row.id, row.name, row.kind, tolerance=tolerance)
     if row.status == "cached" and row.cached_from:
@@ -124,9 +124,9 @@ def _rerun_command(
 
 
 def _artifacts(config: Config) -> ArtifactStore:
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
-    return artifact_store_for(config)
+    return open_stores(config).artifacts
 
 
 def _step_tag(row: RunRow) -> dict[str, Any]:

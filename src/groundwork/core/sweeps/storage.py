@@ -52,8 +52,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from groundwork.config import Config
 from groundwork.core.runs import Run, get_run, runs
-from groundwork.core.tracking import ActiveRun, metadata_store_for, start_run
+from groundwork.core.tracking import ActiveRun, start_run
 from groundwork.errors import NotFound
+from groundwork.storage.stores import open_stores
 
 KIND_SWEEP = "sweep"
 KIND_TRIAL = "trial"
@@ -405,7 +406,7 @@ class GroundworkStorage(BaseStorage):
         if handle is None:  # a trial this process did not start: end its run by id
             assert trial.run_id is not None
             handle = ActiveRun(trial.run_id, f"trial-{trial.frozen.number}", self.config,
-                               metadata_store_for(self.config), owned=True)
+                               open_stores(self.config).metadata, owned=True)
         if values is not None:
             # One value is the metric: logged as its only point, or already its last point
             # (a pruned trial's, a command's). Anything else is kept exactly in a tag.
@@ -519,7 +520,7 @@ class GroundworkStorage(BaseStorage):
     def _handle(self, run_id: str, known: ActiveRun | None) -> ActiveRun:
         if known is not None:
             return known
-        return ActiveRun(run_id, run_id[:12], self.config, metadata_store_for(self.config), owned=False)
+        return ActiveRun(run_id, run_id[:12], self.config, open_stores(self.config).metadata, owned=False)
 
     # -- binding a trial in a worker process ------------------------------------------------------
     def bind_trial(self, study_id: int, run: ActiveRun, number: int, params: Mapping[str, Any],

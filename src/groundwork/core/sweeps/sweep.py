@@ -260,7 +260,8 @@ class _Driver:
 
     # -- the sweep run ------------------------------------------------------------------------------
     def _open(self, name: str | None, resume: str | None) -> tuple[Any, int]:
-        from groundwork.core.tracking import ActiveRun, metadata_store_for, start_run
+        from groundwork.core.tracking import ActiveRun, start_run
+        from groundwork.storage.stores import open_stores
 
         if resume:
             run = get_run(resume, config=self.config)
@@ -271,7 +272,7 @@ class _Driver:
                     f"sweep {run.id[:12]} is still running (pid {run._row.pid} on {run.host})",
                     hint="stop it first, or wait for it to end",
                 )
-            store = metadata_store_for(self.config)
+            store = open_stores(self.config).metadata
             resumes = int(run.tags.get(TAG_PREFIX + "resumes", "0")) + 1
             # Reopen the sweep's run: this process now keeps its heartbeat and records its end.
             store.update_run(run.id, status="running", ended_at=None, error=None, exit_code=None,

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from groundwork.config import Config
-from groundwork.core.tracking import ActiveRun, attach_run, metadata_store_for
+from groundwork.core.tracking import ActiveRun, attach_run
 from groundwork.errors import GroundworkError
+from groundwork.storage.stores import open_stores
 
 COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
 
@@ -185,7 +186,7 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
     except Exception as exc:
         return TrialOutcome(FAILED, error=f"could not load the objective in the worker: {type(exc).__name__}: {exc}")
     # The driver wrote the trial's run before handing it out: attach without looking it up.
-    run = attach_run(task.run_id, task.config, metadata_store_for(task.config), name=task.run_name)
+    run = attach_run(task.run_id, task.config, open_stores(task.config).metadata, name=task.run_name)
     pruning = _WorkerPruning(task, run) if task.pruner is not None else None
     context = TrialContext(run, task.metric, pruning, task.params)
     try:

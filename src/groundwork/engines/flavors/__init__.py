@@ -55,9 +55,9 @@ def load_model(
 
 
 def _load(version: ModelVersion, backend: str, threads: int | None, config: Config) -> Predictor:
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
-    artifacts = artifact_store_for(config)
+    artifacts = open_stores(config).artifacts
     if backend != "native" and version.onnx_digest and version.flavor != "optimized":
         from groundwork.engines.flavors.onnx import OnnxPredictor
 
@@ -76,9 +76,9 @@ def _load(version: ModelVersion, backend: str, threads: int | None, config: Conf
 
 def input_example(version: ModelVersion, *, config: Config | None = None) -> Any | None:
     """The few example rows kept with a version (None when it was logged without an example)."""
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
-    files = ModelFiles(artifact_store_for(config or Config.from_env()), version.artifact_digest)
+    files = ModelFiles(open_stores(config or Config.from_env()).artifacts, version.artifact_digest)
     return files.example()
 
 

@@ -157,12 +157,12 @@ def _resolve(model: Any, spatial: int, threads: int, config: Config) -> VolumeMo
 
 def _registered(reference: str, spatial: int, threads: int, config: Config) -> VolumeModel:
     from groundwork.core.registry import get_model_version
-    from groundwork.core.tracking import artifact_store_for
     from groundwork.engines.flavors.base import ModelFiles
     from groundwork.engines.optimize.sources import resolve_registry_reference
+    from groundwork.storage.stores import open_stores
 
     version = get_model_version(reference, config=config)
-    files = ModelFiles(artifact_store_for(config), version.artifact_digest)
+    files = ModelFiles(open_stores(config).artifacts, version.artifact_digest)
     info = {"kind": "registered", "name": version.name, "version": version.version, "flavor": version.flavor}
     folder = files.folder()
     if version.flavor == "optimized":

@@ -91,12 +91,12 @@ def resolve_registry_reference(reference: str, config: Config) -> ModelSource:
     raises :class:`ModelNotFound` (from the registry, with its hint).
     """
     from groundwork.core.registry import get_model_version
-    from groundwork.core.tracking import artifact_store_for
     from groundwork.engines.flavors.base import ModelFiles
+    from groundwork.storage.stores import open_stores
 
     version = get_model_version(reference, config=config)
     registry = {"reference": reference, "name": version.name, "version": version.version, "flavor": version.flavor}
-    artifacts = artifact_store_for(config)
+    artifacts = open_stores(config).artifacts
     if version.flavor == "pytorch":
         folder = ModelFiles(artifacts, version.artifact_digest).folder()
         registry["folder"] = str(folder)
