@@ -102,3 +102,53 @@ def test_the_flavors_register_through_the_core() -> None:
     from groundwork.core.flavors import flavor_names
 
     assert {"sklearn", "pytorch", "onnx"} <= set(flavor_names())
+
+
+def _code_imports(path: Path) -> set[str]:
+    """Modules a file imports in code (at any depth), not under ``if TYPE_CHECKING:`` nor named in strings."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner) for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _core_cycle() -> list[str] | None:
+    """A cycle of imports between the core's top-level modules (tracking, registry, lineage...), if any."""
+    modules = {f"groundwork.core.{p.stem}": p for p in (ROOT / "core").glob("*.py") if p.stem != "__init__"}
+    edges = {name: sorted(m for m in _code_imports(path) if m in modules and m != name) for name, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+    path: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges[node]:
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := walk(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(modules):
+        if start not in state and (cycle := walk(start)):
+            return cycle
+    return None
+
+
+def test_the_core_modules_import_each_other_without_a_circle() -> None:
+    """tracking -> registry -> lineage -> ... never leads back: providers and flavors are found by name."""
+    assert _core_cycle() is None, " -> ".join(_core_cycle() or [])

@@ -85,7 +85,7 @@ _LAZY = {
     "runs": "groundwork.core.runs",
     "Config": "groundwork.config",
     "GroundworkError": "groundwork.errors",
-    "Signature": "groundwork.core.registry",
+    "Signature": "groundwork.core.signatures",
     "ModelVersion": "groundwork.core.registry",
     "get_model_version": "groundwork.core.registry",
     "promote_model": "groundwork.core.registry",
@@ -117,8 +117,9 @@ if TYPE_CHECKING:
     from groundwork.core.pipelines.pipeline import pipeline
     from groundwork.core.pipelines.run import run_pipeline
     from groundwork.core.pipelines.step import File, step
-    from groundwork.core.registry import ModelVersion, Signature, get_model_version, promote as promote_model
+    from groundwork.core.registry import ModelVersion, get_model_version, promote as promote_model
     from groundwork.core.runs import MetricPoint, Run, get_run, runs
+    from groundwork.core.signatures import Signature
     from groundwork.core.sweeps.space import choice, integer, loguniform, uniform
     from groundwork.core.sweeps.sweep import sweep
     from groundwork.core.tracking import (

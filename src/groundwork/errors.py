@@ -147,6 +147,33 @@ class ExecutionError(GroundworkError):
     http_status = 422
 
 
+class ModelNotExportable(ExecutionError):
+    """A model could not be turned into ONNX; ``operator`` is the one to blame, when the exporter names it."""
+
+    headline = "Model export failed"
+
+    def __init__(self, message: str, operator: str | None = None, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.operator = operator
+
+    def reason(self) -> str:
+        if self.operator:
+            return f"ONNX export failed: operator {self.operator} is not supported by the exporter"
+        return f"ONNX export failed: {self.message}"
+
+
+class NotPrunable(ExecutionError):
+    """``groundwork optimize`` found no structure in a model that it knows how to prune; the message says why."""
+
+    headline = "Model not prunable"
+
+
+class BrowserCheckFailed(ExecutionError):
+    """An exported web bundle did not load or run in the browser (the message: what the page said)."""
+
+    headline = "Browser check failed"
+
+
 class AuthError(GroundworkError):
     """No valid credentials: no token, or a wrong, expired or revoked one (the message never repeats it)."""
 

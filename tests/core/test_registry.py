@@ -15,7 +15,8 @@ import pytest
 import groundwork as gw
 from groundwork.config import Config
 from groundwork.core import registry
-from groundwork.core.registry import ModelRef, Signature, TensorSpec
+from groundwork.core.registry import ModelRef
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.errors import InvalidInput, ModelNotFound
 
 

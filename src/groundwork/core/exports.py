@@ -87,12 +87,12 @@ def record_export(
     user: str | None = None,
 ) -> ExportRecord:
     """Store ``folder`` (a passed export) as an artifact and record it as an export of ``name``/``version``."""
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     config = config or Config.from_env()
     reg = registry_store(config)
     resolve_row(reg, ModelRef(name, version=version))  # the version must exist (ModelNotFound otherwise)
-    info = artifact_store_for(config).put_dir(folder)
+    info = open_stores(config).artifacts.put_dir(folder)
     export_id = reg.add_export(
         name, version, target=target, precision=precision,
         artifact=ArtifactRow(info.digest, info.size, info.is_dir, info.file_count),
@@ -170,13 +170,5 @@ def _export_node(row: ExportRow) -> Any:
 
 EXPORT_LINEAGE = ExportLineage()
 
-
-def _register_lineage() -> None:
-    from groundwork.core.lineage import register_lineage_provider
-
-    register_lineage_provider(EXPORT_LINEAGE)
-
-
-_register_lineage()
 
 __all__ = ["EXPORT_LINEAGE", "ExportRecord", "list_exports", "record_export"]

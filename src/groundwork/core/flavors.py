@@ -16,14 +16,29 @@ This module imports only the standard library, so registering costs nothing at
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
+from groundwork.core.signatures import Signature
 from groundwork.errors import InvalidInput
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from groundwork.core.registry import SavedModel, Signature
+
+@dataclass
+class SavedModel:
+    """What a flavor wrote into a model folder.
+
+    ``native`` and ``onnx`` are file names relative to the folder (``onnx`` None where
+    conversion did not work or was not tried); ``info`` holds library versions and
+    notes (why a conversion was skipped), shown by ``groundwork models show``.
+    """
+
+    native: str
+    onnx: str | None = None
+    signature: Signature | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -199,25 +199,47 @@ class LineageProvider(Protocol):
         ...
 
 
-_providers: list[LineageProvider] = []
+# The registry's (name@alias, name/3) and the exports' (export:ID) providers, by name: imported
+# when a lineage is first walked, as a plugin's would be, so that this module imports neither.
+# Later ones resolve first: models, then exports.
+_providers: list[LineageProvider | str] = ["groundwork.core.exports:EXPORT_LINEAGE",
+                                           "groundwork.core.registry:MODEL_LINEAGE"]
 
 
-def register_lineage_provider(provider: LineageProvider) -> LineageProvider:
-    """Add a provider; later ones resolve targets first. Returns it (usable as a decorator on an instance)."""
-    if not isinstance(provider, LineageProvider):
+def register_lineage_provider(provider: LineageProvider | str) -> LineageProvider | str:
+    """Add a provider; later ones resolve targets first. Returns it (usable as a decorator on an instance).
+
+    ``provider`` may be named as ``"package.module:ATTRIBUTE"``: it is imported when a lineage
+    is first walked (the registry's and the exports' providers are named so), which keeps this
+    module free of imports of the modules it serves.
+    """
+    if isinstance(provider, str):
+        if ":" not in provider:
+            raise InvalidInput(f"a lineage provider's name is 'package.module:ATTRIBUTE', not {provider!r}")
+    elif not isinstance(provider, LineageProvider):
         raise InvalidInput("a lineage provider needs resolve(ref, ctx) and expand(nodes, direction, ctx) methods")
     if provider not in _providers:
         _providers.append(provider)
     return provider
 
 
-def unregister_lineage_provider(provider: LineageProvider) -> None:
+def unregister_lineage_provider(provider: LineageProvider | str) -> None:
     if provider in _providers and provider is not BUILTIN:
         _providers.remove(provider)
 
 
 def lineage_providers() -> list[LineageProvider]:
-    return list(_providers)
+    """The providers, in registration order, with those registered by name imported now."""
+    import importlib
+
+    for i, entry in enumerate(_providers):
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            provider = getattr(importlib.import_module(module), attribute)
+            if not isinstance(provider, LineageProvider):
+                raise InvalidInput(f"{entry} is not a lineage provider (it needs resolve and expand methods)")
+            _providers[i] = provider
+    return [p for p in _providers if not isinstance(p, str)]
 
 
 # -- the built-in provider: runs and artifacts ---------------------------------------------------------------
@@ -514,7 +536,7 @@ def _dot_str(text: str) -> str:
 
 def resolve_target(target: str, ctx: LineageContext) -> LineageNode:
     """The node ``target`` names: providers first (newest first), then runs and artifacts."""
-    for provider in reversed(_providers):
+    for provider in reversed(lineage_providers()):
         if provider is BUILTIN:
             continue
         node = provider.resolve(target, ctx)
@@ -542,9 +564,7 @@ def lineage(
     >>> g = gw.lineage("out/model.pt")          # a file: digested, then looked up
     >>> print(g.tree()); g.to_dot(); g.to_dict()
     """
-    import groundwork.core.exports  # noqa: F401  (registers the export provider: export:ID, model -> export)
-    import groundwork.core.registry  # noqa: F401  (registers the model provider: name@alias, name/3)
-    from groundwork.core.tracking import flush_all, pending_writes
+    from groundwork.core.writer import flush_all, pending_writes
     from groundwork.storage.stores import open_stores
 
     if depth is not None and depth < 0:
@@ -561,7 +581,7 @@ def lineage(
     started = time.monotonic()
     while frontier and (depth is None or level < depth):
         found: list[LineageNode] = []
-        for provider in _providers:
+        for provider in lineage_providers():
             for edge, node in provider.expand(frontier, direction, ctx):
                 if not _walkable(node, root):
                     # Cached runs are shown where reached, but not walked through.
@@ -586,7 +606,7 @@ def _walkable(node: LineageNode, root: LineageNode) -> bool:
     return not (node.kind == "run" and node.attrs.get("status") == "cached" and node.id != root.id)
 
 
-register_lineage_provider(BUILTIN)
+_providers.insert(0, BUILTIN)  # first: runs and artifacts expand before models and exports
 
 __all__ = [
     "LineageContext",

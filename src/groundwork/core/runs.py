@@ -157,8 +157,7 @@ _FULL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _store(config: Config | None) -> MetadataStore:
-    from groundwork.core.tracking import flush_all, pending_writes
-    from groundwork.core.writer import send_spooled
+    from groundwork.core.writer import flush_all, pending_writes, send_spooled
 
     if pending_writes():  # read-your-writes: runs this process started are written first
         flush_all()

@@ -11,9 +11,10 @@ from optimize_testlib import Digits, accuracy_of, token_data
 
 from groundwork.engines.optimize.data import Dataset
 from groundwork.engines.optimize.export import export_onnx
-from groundwork.engines.optimize.prune import NotPrunable, count_flops, count_params, find_chains, prune
+from groundwork.engines.optimize.prune import count_flops, count_params, find_chains, prune
 from groundwork.engines.optimize.quantize import nncf_int8, openvino_ir
 from groundwork.engines.runtime import TensorSpec, VariantManifest, session_for
+from groundwork.errors import NotPrunable
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

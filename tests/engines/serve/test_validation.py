@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from groundwork.core.registry import Signature, TensorSpec
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.engines.serve.validation import Validator, envelope_inputs
 from groundwork.errors import InvalidInput, UnprocessableInput
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from groundwork.config import Config
 from groundwork.engines.export.precision import PRECISIONS
-from groundwork.errors import ExecutionError, GroundworkError, InvalidInput
+from groundwork.errors import BrowserCheckFailed, ExecutionError, GroundworkError, InvalidInput
 
 if TYPE_CHECKING:
     from groundwork.core.exports import ExportRecord
@@ -159,13 +159,13 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
             say: Progress) -> ExportResult:
     import onnxruntime
 
-    from groundwork.core.tracking import artifact_store_for
     from groundwork.engines.export import verify
     from groundwork.engines.export.precision import convert_precision, graph_operators
     from groundwork.engines.flavors import input_example
+    from groundwork.storage.stores import open_stores
 
     say("load", f"loading {version.ref} ({version.flavor}) and its ONNX form")
-    source_onnx = artifact_store_for(config).get_bytes(version.onnx_digest)
+    source_onnx = open_stores(config).artifacts.get_bytes(version.onnx_digest)
     inputs, outputs = verify.graph_io(source_onnx)
     check = verify.check_data(input_example(version, config=config), inputs, data)
     predictor, reference_note = _reference(version, config)
@@ -196,7 +196,7 @@ def _export(version: Any, ref: str, target: str, precision: str, out: Path, stag
         try:
             seen = web.check_in_browser(staging, check, session=browser, threads=several, repeat=repeat,
                                         operators=graph_operators(model), precision=precision)
-        except web.BrowserProblem as exc:
+        except BrowserCheckFailed as exc:
             problems.append(str(exc))
             seen = {}
         verification["runtime"] = {"name": seen.get("browser", "Chromium"),

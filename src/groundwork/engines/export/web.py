@@ -36,7 +36,7 @@ import numpy as np
 from groundwork.engines.export.browser import BrowserSession, BundleServer
 from groundwork.engines.export.npm import ensure_runtime
 from groundwork.engines.export.verify import CheckData, InputSpec, unsupported_error
-from groundwork.errors import InvalidInput
+from groundwork.errors import BrowserCheckFailed, InvalidInput
 
 TEMPLATES = Path(__file__).resolve().parent / "bundle"
 WASM_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -158,10 +158,6 @@ def bundle_sizes(folder: Path) -> dict[str, int]:
 # =====================================================================================
 # The check in a real browser
 # =====================================================================================
-class BrowserProblem(Exception):
-    """The bundle did not load or run in the browser (message: what the page said)."""
-
-
 def check_in_browser(
     folder: Path,
     data: CheckData,
@@ -229,13 +225,13 @@ def _open(page: Any, server: BundleServer, options: dict[str, Any], blocked: lis
     except PlaywrightError as exc:
         message = _page_message(str(exc))
         if blocked:
-            raise BrowserProblem(f"the bundle tried to fetch {blocked[0]} (a bundle must not need the network)") from None
+            raise BrowserCheckFailed(f"the bundle tried to fetch {blocked[0]} (a bundle must not need the network)") from None
         runtime, operators, precision = problem
         unsupported = unsupported_error(runtime, message, operators, precision)
         if unsupported is not None:
             raise unsupported from None
         detail = message or (errors[0] if errors else "no message")
-        raise BrowserProblem(f"the bundle did not load in the browser: {detail}") from None
+        raise BrowserCheckFailed(f"the bundle did not load in the browser: {detail}") from None
 
 
 def _page_message(text: str) -> str:

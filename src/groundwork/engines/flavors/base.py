@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import EXAMPLE_FILE, MODEL_FILE, Signature, read_model_document
+from groundwork.core.registry import EXAMPLE_FILE, MODEL_FILE, read_model_document
+from groundwork.core.signatures import Signature
 from groundwork.errors import InvalidInput, UnprocessableInput
 from groundwork.storage.artifacts import ArtifactStore
 

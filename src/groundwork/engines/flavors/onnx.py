@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import SavedModel, Signature, TensorSpec, dtype_name
+from groundwork.core.flavors import SavedModel
+from groundwork.core.signatures import Signature, TensorSpec, dtype_name
 from groundwork.engines.flavors.base import ModelFiles, Predictor, to_numpy
 from groundwork.errors import InvalidInput, UnprocessableInput
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import SavedModel, Signature, TensorSpec
+from groundwork.core.flavors import SavedModel
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.engines.flavors.base import ModelFiles, Predictor, to_numpy
 from groundwork.errors import InvalidInput
 

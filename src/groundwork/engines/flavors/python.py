@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import SavedModel, Signature
+from groundwork.core.flavors import SavedModel
+from groundwork.core.signatures import Signature
 from groundwork.engines.flavors.base import ModelFiles, Predictor, to_numpy
 from groundwork.errors import InvalidInput
 

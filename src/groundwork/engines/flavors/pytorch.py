@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import SavedModel, Signature
+from groundwork.core.flavors import SavedModel
+from groundwork.core.signatures import Signature
 from groundwork.engines.flavors.base import (
     ModelFiles,
     Predictor,

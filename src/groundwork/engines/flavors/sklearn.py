@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import SavedModel, Signature, TensorSpec
+from groundwork.core.flavors import SavedModel
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.engines.flavors.base import ModelFiles, Predictor, agreement, quiet_warnings, synthetic_input
 from groundwork.engines.flavors.onnx import ONNX_FILE, OnnxPredictor
 from groundwork.errors import UnprocessableInput

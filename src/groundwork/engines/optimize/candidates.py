@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from groundwork.engines.optimize.data import Dataset
-from groundwork.engines.optimize.export import ExportFailed, export_onnx
+from groundwork.engines.optimize.export import export_onnx
 from groundwork.engines.optimize.hardware import HardwareInfo
 from groundwork.engines.runtime.manifest import TensorSpec, VariantManifest
-from groundwork.errors import InvalidInput
+from groundwork.errors import InvalidInput, ModelNotExportable
 
 FAMILIES = ("torch", "compile", "ort", "openvino", "pruned")
 
@@ -152,7 +152,7 @@ class BuildContext:
     prune_batch: int = 16
     train: Callable[[Any, int], Any] | None = None
     finetune_steps: int = 0
-    export_error: ExportFailed | None = None
+    export_error: ModelNotExportable | None = None
     torch_args: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
     #: sparsity -> (pruned model, its ONNX export, notes): built once, shared by the INT8 and BF16 variants
     pruned: dict[float, tuple[Any, Path, list[str]]] = field(default_factory=dict)

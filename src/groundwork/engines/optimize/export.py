@@ -2,7 +2,7 @@
 
 The ONNX exporter used is TorchScript-based (``dynamo=False``): it needs no extra
 package and handles Hugging Face encoders. A module it cannot export raises
-:class:`ExportFailed`, which names the operator when the exporter does.
+:class:`ModelNotExportable`, which names the operator when the exporter does.
 """
 
 from __future__ import annotations
@@ -16,23 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from groundwork.engines.runtime.base import flatten_outputs
+from groundwork.errors import ModelNotExportable
 
 ONNX_OPSET = 17
 
 _OPERATOR = re.compile(r"'?([A-Za-z_][\w]*::[A-Za-z_][\w.]*)'?")
-
-
-class ExportFailed(Exception):
-    """The module could not be exported; ``operator`` is the one to blame, when known."""
-
-    def __init__(self, message: str, operator: str | None = None) -> None:
-        super().__init__(message)
-        self.operator = operator
-
-    def reason(self) -> str:
-        if self.operator:
-            return f"ONNX export failed: operator {self.operator} is not supported by the exporter"
-        return f"ONNX export failed: {self}"
 
 
 def operator_from_error(text: str) -> str | None:
@@ -107,7 +95,7 @@ def export_onnx(
             )
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
-        raise ExportFailed(text.splitlines()[0][:500], operator_from_error(text)) from exc
+        raise ModelNotExportable(text.splitlines()[0][:500], operator_from_error(text)) from exc
     return path, outputs
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from groundwork.config import Config
 from groundwork.engines.optimize import candidates as cands
 from groundwork.engines.optimize.data import Dataset, load_data
-from groundwork.engines.optimize.export import ExportFailed, export_onnx, save_torch_module
+from groundwork.engines.optimize.export import export_onnx, save_torch_module
 from groundwork.engines.optimize.hardware import HardwareInfo, detect
 from groundwork.engines.optimize.measure import MeasureSettings, measure_latency, measure_throughput
 from groundwork.engines.optimize.metrics import Metric, get_metric
@@ -44,7 +44,7 @@ from groundwork.engines.optimize.sources import ModelSource, resolve_model
 from groundwork.engines.runtime import session_for, write_manifest
 from groundwork.engines.runtime.base import Session, flatten_outputs
 from groundwork.engines.runtime.manifest import TensorSpec, VariantManifest
-from groundwork.errors import ExecutionError, GroundworkError, InvalidInput
+from groundwork.errors import ExecutionError, GroundworkError, InvalidInput, ModelNotExportable
 
 DEFAULT_SPARSITIES = (0.3, 0.5)
 
@@ -251,7 +251,7 @@ def _search(
                 ctx.onnx_path, _ = export_onnx(
                     source.module, torch_args(eval_ds.batch(2)), [s.name for s in input_specs], work / "source.onnx"
                 )
-            except ExportFailed as exc:
+            except ModelNotExportable as exc:
                 ctx.export_error = exc
     built_ok: dict[str, tuple[cands.Built, VariantManifest]] = {}
     reference: np.ndarray | None = None

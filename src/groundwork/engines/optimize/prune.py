@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from groundwork.errors import InvalidInput
+from groundwork.errors import InvalidInput, NotPrunable
 
 #: Rows (tokens or pixels) used per least-squares fit; more costs memory and time.
 MAX_FIT_ROWS = 16384
@@ -52,10 +52,6 @@ def aligned_keep(total: int, sparsity: float, align: int) -> int:
     if total >= 4 * align:
         keep = max(align, int(round(keep / align)) * align)
     return max(1, min(total, keep))
-
-
-class NotPrunable(Exception):
-    """No structure this module knows how to prune was found; the message says why."""
 
 
 @dataclass

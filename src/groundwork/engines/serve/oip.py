@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import Signature, TensorSpec
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.errors import GroundworkError, InvalidInput, NotFound, UnprocessableInput, error_body
 
 PREFIX = "/v2"

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from groundwork.core.registry import Signature, TensorSpec
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.engines.serve.oip import DATATYPES, model_metadata
 
 _ERROR_SCHEMA = {

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from groundwork.core.registry import Signature, TensorSpec
+from groundwork.core.signatures import Signature, TensorSpec
 from groundwork.errors import InvalidInput, PayloadTooLarge, UnprocessableInput
 
 _NUMERIC = "iuf"
