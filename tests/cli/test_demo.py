@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ def test_demo_records_caches_traces_and_reproduces(workspace: Config, tmp_path: 
     # pipeline workers run in other directories and must still find this store.
     relative = {"GROUNDWORK_STORE": "sqlite:///gw/meta.db", "GROUNDWORK_ARTIFACTS": "gw/artifacts"}
     assert Config.from_env(relative) == workspace  # workspace's home is tmp_path/gw, the cwd is tmp_path
+    port = _free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "groundwork", "demo", "--epochs", "2"],
+        [sys.executable, "-m", "groundwork", "demo", "--epochs", "2", "--port", str(port)],
         capture_output=True, text=True, timeout=900, env={**os.environ, **relative}, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,4 +48,23 @@ def test_demo_records_caches_traces_and_reproduces(workspace: Config, tmp_path: 
     assert "alias:digits@production" in graph.nodes and ingest, graph.tree()
     served = re.search(r"served prediction: digit (\d) \(true label (\d)\), model version (\d+)", out)
     assert served and int(served.group(3)) == production.version, out[-3000:]
+    assert f"groundwork serve digits@production --host 127.0.0.1 --port {port}" in out
     assert re.search(r"server stopped \(pid \d+\)", out)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_demo_on_a_taken_port_fails_before_doing_anything(workspace: Config, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "groundwork", "demo", "--port", str(port)],
+                                capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"127.0.0.1:{port} is not available" in result.stderr and "Traceback" not in result.stderr
+    assert gw.runs(config=workspace) == []  # nothing was trained or recorded

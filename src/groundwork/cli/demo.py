@@ -20,9 +20,11 @@ class DemoFailed(GroundworkError):
     headline = "Demo failed"
 
 
-@app.command("demo", epilog="Example:  groundwork demo --epochs 10")
+@app.command("demo", epilog="Example:  groundwork demo --epochs 10 --port 8000")
 def demo_command(
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the digits MLP.")] = 10,
+    port: Annotated[int | None, typer.Option(
+        "--port", "-p", help="Port of the model server of step 9 on 127.0.0.1 (default: a free one).")] = None,
     store: StoreOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
@@ -43,8 +45,11 @@ def demo_command(
     from groundwork.cli.runs import runs_command
     from groundwork.core.execution import execute_command
     from groundwork.core.reproduce import reproduce
+    from groundwork.engines.serve import claim_port
 
     config = make_config(store, artifacts)
+    if port is not None:
+        claim_port(port)  # a taken port fails now, not after the training
     console.rule("[bold]1. groundwork run -- python -m groundwork.examples.digits.train")
     result = execute_command(
         [sys.executable, "-m", "groundwork.examples.digits.train"],
@@ -83,7 +88,7 @@ def demo_command(
                     store=store, artifacts=artifacts)
 
     console.rule("[bold]9. groundwork serve digits@production: one prediction over HTTP")
-    serve_once(config, second.output("split", "test"))
+    serve_once(config, second.output("split", "test"), port=port)
 
     console.print(
         f"\n[bold green]Demo done.[/] Store: {config.store_url}  Artifacts: {config.artifacts_url}\n"
@@ -101,7 +106,7 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
     import torch
 
     import groundwork as gw
-    from groundwork.core.tracking import artifact_store_for
+    from groundwork.storage.stores import open_stores
 
     state = result.output("train")
     _train, _test, scaler = result.output("standardize")
@@ -133,7 +138,7 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
     with torch.no_grad():
         accuracy = float((model(torch.from_numpy(np.array(x))).numpy() == labels).mean())
 
-    artifacts = artifact_store_for(config)
+    artifacts = open_stores(config).artifacts
     with tempfile.TemporaryDirectory(prefix="gw-demo-") as tmp, \
             gw.start_run(name="register-digits", config=config, capture_code=False) as run:
         # What the served model was made from: the trained weights, the scaler inside it, and the raw training
@@ -150,8 +155,9 @@ def register_digits(result: PipelineResult, config: Config) -> tuple[int, str]:
     return version.version, reason
 
 
-def serve_once(config: Config, raw_test: Any) -> None:
-    """Start ``groundwork serve digits@production`` on a free 127.0.0.1 port, ask it once, stop it by PID."""
+def serve_once(config: Config, raw_test: Any, port: int | None = None) -> None:
+    """Start ``groundwork serve digits@production`` on 127.0.0.1:``port`` (a free one by default), ask it once,
+    stop it by PID."""
     import tempfile
 
     import httpx
@@ -159,10 +165,10 @@ def serve_once(config: Config, raw_test: Any) -> None:
     from groundwork.engines.serve import serve_subprocess
 
     with tempfile.TemporaryDirectory() as tmp, serve_subprocess(
-        ["digits@production"], config=config, log_path=Path(tmp) / "serve.log", ready_timeout_s=180
+        ["digits@production"], config=config, log_path=Path(tmp) / "serve.log", ready_timeout_s=180, port=port
     ) as (url, proc):
-        port = url.rsplit(":", 1)[1]
-        console.print(f"$ groundwork serve digits@production --host 127.0.0.1 --port {port}", highlight=False)
+        console.print(f"$ groundwork serve digits@production --host 127.0.0.1 --port {url.rsplit(':', 1)[1]}",
+                      highlight=False)
         row = raw_test.drop(columns=["label"]).iloc[:1].to_numpy().tolist()
         console.print(f"$ curl -d '{{\"inputs\": [[{', '.join(f'{v:g}' for v in row[0][:6])}, ...]]}}' "
                       f"{url}/v1/models/digits/predict", highlight=False)

@@ -183,6 +183,19 @@ class ServerNotStarted(GroundworkError):
     headline = "Model server did not start"
 
 
+def claim_port(port: int | None = None) -> int:
+    """``port`` if nothing listens on 127.0.0.1:``port`` yet (a free port when None), else :class:`ServerNotStarted`."""
+    if port is not None and not 0 < port < 65536:
+        raise ServerNotStarted(f"port {port} is not a TCP port (1-65535)")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port or 0))
+        except OSError as exc:
+            raise ServerNotStarted(f"127.0.0.1:{port} is not available ({exc.strerror})",
+                                   hint="choose another --port, or leave it out for a free one") from None
+        return int(probe.getsockname()[1])
+
+
 @contextlib.contextmanager
 def serve_subprocess(
     refs: Sequence[str],
@@ -191,8 +204,9 @@ def serve_subprocess(
     log_path: str | os.PathLike[str],
     flags: Sequence[str] = (),
     ready_timeout_s: float = 120.0,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``groundwork serve REFS`` as a child on a free 127.0.0.1 port while the block runs.
+    """Run ``groundwork serve REFS`` as a child on 127.0.0.1:``port`` (a free one by default) while the block runs.
 
     Yields ``(base_url, process)`` once ``/readyz`` answers 200; raises
     :class:`ServerNotStarted` with the end of the server's log if it exits first or
@@ -201,9 +215,7 @@ def serve_subprocess(
     """
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = claim_port(port)
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "groundwork", "serve", *refs, "--host", "127.0.0.1", "--port", str(port), *flags]
     env = {**os.environ, **config.child_environ(), "PYTHONUNBUFFERED": "1"}
@@ -241,5 +253,5 @@ def serve_subprocess(
         proc.wait()
 
 
-__all__ = ["ServeOptions", "ServerNotStarted", "ServingApp", "app_from_environment", "background_server",
+__all__ = ["ServeOptions", "ServerNotStarted", "ServingApp", "app_from_environment", "background_server", "claim_port",
            "run_server", "serve_subprocess"]
