@@ -54,7 +54,10 @@ app.add_typer(sweep_app, name="sweep")
 )
 def start_command(
     ctx: typer.Context,
-    space: Annotated[str, typer.Option("--space", "-s", help="YAML file: one 'name: loguniform(1e-4, 1e-1)' per line.")],
+    # Checked below, after the options: with the command's own options let through, a misspelt
+    # option would otherwise be reported as a missing --space.
+    space: Annotated[str | None, typer.Option(
+        "--space", "-s", help="YAML file: one 'name: loguniform(1e-4, 1e-1)' per line. [required]")] = None,
     trials: Annotated[int, typer.Option("--trials", help="How many trials to run.")] = 20,
     metric: Annotated[str, typer.Option("--metric", "-m", help="The metric to optimize (its last value is the trial's).")] = "value",
     direction: Annotated[str, typer.Option("--direction", "-d", help="min or max.")] = "min",
@@ -82,6 +85,8 @@ def start_command(
         argv = argv[1:]
     elif argv and argv[0].startswith("-"):
         ctx.fail(f"No such option: {argv[0]} (put the command after --)")
+    if space is None:
+        ctx.fail("Missing option '--space' / '-s'.")
     config = make_config(store, artifacts)
     result = sweep_command(
         argv, load_space(space), trials=trials, metric=metric, direction=direction, sampler=sampler,

@@ -201,16 +201,21 @@ def test_every_request_is_in_the_prediction_log(registry: Registry, served: Any)
     from groundwork.engines.monitor.segment import read_segment
 
     x = registry.x
+    monitor = open_stores(registry.config).monitor
+    # The module's other tests served this model too: only this server's segments count.
+    earlier = {r.digest for r in monitor.segments("digits")}
+
+    def ours() -> list[Any]:
+        return [r for r in monitor.segments("digits", statuses=["closed"]) if r.digest not in earlier]
+
     with served("digits@production", flags=("--log-segment-seconds", "1")) as server:
         outputs = [server.predict("digits", {"inputs": x[i:i + 2].tolist()}).json()["outputs"] for i in range(5)]
         assert server.predict("digits", {"inputs": [[1, 2]]}).status_code == 422
-        monitor = open_stores(registry.config).monitor
         deadline = time.monotonic() + 60
-        while sum(r.requests for r in monitor.segments("digits", statuses=["closed"])) < 6 \
-                and time.monotonic() < deadline:
+        while sum(r.requests for r in ours()) < 6 and time.monotonic() < deadline:
             time.sleep(0.2)
         metrics = server.client.get("/metrics").text
-    rows = monitor.segments("digits", statuses=["closed"])
+    rows = ours()
     table = read_segment(open_stores(registry.config).artifacts.get_bytes(rows[0].digest))
     for row in rows[1:]:
         table = pa.concat_tables([table, read_segment(open_stores(registry.config).artifacts.get_bytes(row.digest))])
