@@ -277,7 +277,7 @@ def _run(
                                 blending.dtype, grid.chunks, source.spatial)
         try:
             result = _compute(vm, source, out, progress, grid, blending, slots, checkpoint_s, memory, resumed,
-                              parts, threads, on_plan, on_tick, run, config, target)
+                              parts, threads, on_plan, on_tick, run, config, target, stored_shape)
         finally:
             out.close()
             progress.close()
@@ -304,7 +304,7 @@ def _compute(
     vm: Any, source: Volume, out: Volume, progress: Progress, grid: Grid, blending: Blending, slots: int,
     checkpoint_s: float, memory: dict[str, int], resumed: bool, parts: int | None, threads: int,
     on_plan: Callable[[VolumePlan], None] | None, on_tick: Callable[[Tick], None] | None, run: Any,
-    config: Config, target: Path,
+    config: Config, target: Path, stored_shape: tuple[int, ...],
 ) -> VolumeResult:
     state = progress.state()
     progress.tidy(state)
@@ -316,7 +316,7 @@ def _compute(
         n_parts = n_parts or cluster_parts(config)
     plan = VolumePlan(
         input=str(source.path), output=str(target), model=str(vm.reference), engine=str(vm.info.get("engine", "")),
-        input_shape=tuple(source.array.shape), output_shape=out.shape, output_dtype=blending.dtype.name,
+        input_shape=tuple(source.array.shape), output_shape=stored_shape, output_dtype=blending.dtype.name,
         grid=grid.to_dict(), windows=grid.total_windows, batches=grid.total_batches, chunks=grid.total_chunks,
         resumed=resumed, chunks_done=len(state.finished), memory=memory, process_rss=_rss(), parts=n_parts,
     )
