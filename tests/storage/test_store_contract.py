@@ -26,7 +26,14 @@ import pytest
 
 from _servers import GroundworkServer, team_token
 from groundwork.config import Config
-from groundwork.errors import AmbiguousReference, InvalidFilter, ModelNotFound, RunNotFound
+from groundwork.errors import (
+    AmbiguousReference,
+    Conflict,
+    InvalidFilter,
+    InvalidInput,
+    ModelNotFound,
+    RunNotFound,
+)
 from groundwork.filters import parse_filter, parse_order
 from groundwork.storage.http import CONTRACTS, contract_methods
 from groundwork.storage.records import ArtifactRow, Link, MetricSegment, NewRun, RunCreate, RunEnd
@@ -119,6 +126,38 @@ def test_unknown_runs_and_bad_filters_raise_the_same_errors_everywhere(stores: S
         db.resolve_run("abcd")
     with pytest.raises(ModelNotFound):
         stores.registry.set_alias(model_name(), "production", 1, who="me")
+
+
+def test_taken_run_ids_and_unknown_environments_are_clear_errors_and_empty_writes_write_nothing(
+    stores: Stores,
+) -> None:
+    """Found by the team API fuzz (tests/security/test_team_api_fuzz.py): a taken id or an unknown
+    environment or a null name was a database IntegrityError (a 500), an empty write invalid SQL (a 503)."""
+    db = stores.metadata
+    run_id = new_run(stores, name="first")
+    with pytest.raises(Conflict, match="exists already"):
+        db.create_run(row(run_id, name="second"), params={"lr": 1})
+    assert (db.get_run(run_id).name, db.get_run(run_id).params) == ("first", {})
+    other = uuid.uuid4().hex
+    with pytest.raises(InvalidInput, match="names an environment \\(ffff"):
+        db.create_run(row(other, env_digest="f" * 64))
+    with pytest.raises(RunNotFound):
+        db.get_run(other)
+    db.log_params(run_id, {})
+    db.set_tags(run_id, {})
+    db.update_run(run_id)
+    assert (db.get_run(run_id).params, db.get_run(run_id).tags) == ({}, {})
+    with pytest.raises(RunNotFound):
+        db.update_run("0" * 32)
+    with pytest.raises(InvalidInput, match="name, status cannot be null"):
+        db.update_run(run_id, status=None, name=None, ended_at=None)
+    assert db.get_run(run_id).status == "running"
+    with pytest.raises(Conflict, match="exists already"):
+        stores.pipelines.insert_runs([NewRun(row=row(other)), NewRun(row=row(run_id))])
+    with pytest.raises(Conflict, match="given twice"):
+        stores.pipelines.insert_runs([NewRun(row=row(other)), NewRun(row=row(other))])
+    with pytest.raises(RunNotFound):
+        db.get_run(other)
 
 
 def test_metric_batches_are_written_in_order_once_per_batch_id(stores: Stores) -> None:

@@ -51,12 +51,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
 from groundwork._process import pid_alive
 from groundwork.config import DEFAULT_PROJECT
 from groundwork.errors import (
     AmbiguousReference,
+    Conflict,
     InvalidInput,
     RunNotFound,
     SchemaTooNew,
@@ -404,7 +405,7 @@ class SqlMetadataStore:
         environment = create.environment
         if environment is not None and environment[0] not in self._known_environments:
             conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
-        conn.execute(insert(schema.runs), values)
+        self.insert_run_rows(conn, [values])
         if create.params:
             self._upsert_params(conn, values["id"], create.params)
         if create.tags:
@@ -412,17 +413,42 @@ class SqlMetadataStore:
         for link in create.links:
             self._link_artifact(conn, values["id"], **link)
 
+    def insert_run_rows(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows of ``runs``: an id taken (or given twice) is a Conflict, an unknown environment bad input.
+
+        Either way the caller's transaction is rolled back: nothing of its batch is written.
+        """
+        ids = [str(row["id"]) for row in rows]
+        if len(set(ids)) < len(ids):
+            raise Conflict(f"the run id {next(i for i in ids if ids.count(i) > 1)!r} is given twice in one batch")
+        try:
+            created = conn.execute(
+                self.dialect_insert(schema.runs).on_conflict_do_nothing().returning(schema.runs.c.id), list(rows)
+            ).all()
+        except IntegrityError:  # a foreign key: stored parents are checked before this, so mostly an environment
+            digests = sorted({str(row.get("env_digest")) for row in rows if row.get("env_digest")})
+            raise InvalidInput(f"a run names an environment ({', '.join(digests) or 'none'}) or a parent that is not "
+                               "in the store", hint="send the environment with the run, and a parent before its "
+                               "children") from None
+        if len(created) < len(ids):
+            taken = sorted(set(ids) - {row[0] for row in created})
+            raise Conflict(f"a run with the id {taken[0]!r} exists already", hint="a new run needs a new id")
+
     def update_run(self, run_id: str, **values: Any) -> None:
         """Change a run's attributes (reopening a run: status, ended_at, error, exit_code, pid, host, heartbeat_at)."""
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a run",
                                hint=f"changeable: {', '.join(sorted(_UPDATABLE))}")
+        emptied = sorted(key for key, value in values.items() if value is None and not schema.runs.c[key].nullable)
+        if emptied:
+            raise InvalidInput(f"a run's {', '.join(emptied)} cannot be null")
         if isinstance(values.get("command"), (list, tuple)):
             values["command"] = json.dumps(list(values["command"]))
         with self.write() as conn:
             self._check_own(conn, [run_id])
-            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
+            if values:  # nothing to change is no statement (an empty SET is not SQL)
+                conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(**values))
 
     def end_run(
         self, run_id: str, status: str, *, exit_code: int | None = None, error: str | None = None
@@ -458,11 +484,13 @@ class SqlMetadataStore:
             text_value = param_text(value)
             rows.append({"run_id": run_id, "key": str(key), "value": text_value, "value_num": param_number(text_value),
                          "value_type": param_type(value)})
-        conn.execute(self._statements["params"], rows)
+        if rows:  # an INSERT of no rows is not SQL
+            conn.execute(self._statements["params"], rows)
 
     def _upsert_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
         rows = [{"run_id": run_id, "key": str(k), "value": str(v)} for k, v in tags.items()]
-        conn.execute(self._statements["tags"], rows)
+        if rows:
+            conn.execute(self._statements["tags"], rows)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self.write() as conn:

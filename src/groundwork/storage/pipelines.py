@@ -108,7 +108,7 @@ class SqlPipelineStore:
                 rows.append(values)
             new_ids = {str(values["id"]) for values in rows}
             self.db._check_own(conn, {str(v["parent_id"]) for v in rows if v.get("parent_id")} - new_ids)
-            conn.execute(insert(schema.runs), rows)
+            self.db.insert_run_rows(conn, rows)
             params = [p for run in runs for p in _params_rows(run.row["id"], run.params)]
             if params:
                 conn.execute(insert(schema.params), params)
