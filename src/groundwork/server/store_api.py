@@ -32,14 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
 from groundwork import filters
-from groundwork.errors import InvalidInput, PayloadTooLarge
+from groundwork.errors import InvalidInput
 from groundwork.server.audit import audit
 from groundwork.server.auth import Principal, Role, require, stores_for
 from groundwork.server.responses import JSON
@@ -396,9 +396,9 @@ class _BoundedRequest(Request):
         return self._json
 
 
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(f"a store API request may carry at most {MAX_BODY // 2**20} MiB",
-                           hint="send metric points in smaller batches")
+def _too_large() -> HTTPException:
+    # An HTTPException: FastAPI turns any other error raised while it reads a body into a 400.
+    return HTTPException(413, f"a store API request may carry at most {MAX_BODY:,} bytes")
 
 
 def _endpoint(contract: str, method: Method, role: Role) -> Callable[..., Response]:
