@@ -183,9 +183,9 @@ def _history_len(gw: Any, cfg: Any, run_id: str) -> int:
     return len(gw.get_run(run_id, config=cfg).history("loss"))
 
 
-def ours_w1(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+def ours_w1(w: Workloads, scale: float, workdir: Path, config: Any = None, **_: Any) -> dict[str, Any]:
     gw = _gw()
-    cfg = _config(workdir)
+    cfg = config or _config(workdir)
     n = scaled(w.points, scale, 50)
     _init_ours(gw, cfg)
     with gw.start_run(name="bench-w1", params={"workload": "W1"}, config=cfg) as run:
@@ -202,9 +202,9 @@ def ours_w1(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, An
     }
 
 
-def ours_w2(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+def ours_w2(w: Workloads, scale: float, workdir: Path, config: Any = None, **_: Any) -> dict[str, Any]:
     gw = _gw()
-    cfg = _config(workdir)
+    cfg = config or _config(workdir)
     n_batches = scaled(w.points // w.batch, scale, 2)
     _init_ours(gw, cfg)
     batches = [
@@ -267,9 +267,9 @@ def ours_w3(
     return {"runs": n, "seconds": creating, "rate": n / creating, "unit": "runs/s", "search": search}
 
 
-def ours_w4(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+def ours_w4(w: Workloads, scale: float, workdir: Path, config: Any = None, **_: Any) -> dict[str, Any]:
     gw = _gw()
-    cfg = _config(workdir)
+    cfg = config or _config(workdir)
     _init_ours(gw, cfg)
     with gw.start_run(name="bench-w4", config=cfg) as run:
         run.log_points("loss", [loss_value(s) for s in range(w.history)], list(range(w.history)))
@@ -287,17 +287,13 @@ def ours_w4(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, An
     }
 
 
-def _ours_w5_worker(
-    store_url: str, artifacts_url: str, k: int, n: int, ready: Any, go: Any, results: Any
-) -> None:
+def _ours_w5_worker(cfg: Any, k: int, n: int, ready: Any, go: Any, results: Any) -> None:
     """One of W5's processes (spawned): its own run, ``n`` single-point ``run.log`` calls."""
     errors, samples, run_id, said_ready = 0, [], None, False
     t0 = t1 = None
     try:
         import groundwork as gw
-        from groundwork.config import Config
 
-        cfg = Config(store_url=store_url, artifacts_url=artifacts_url)
         with gw.start_run(name=f"bench-w5-{k}", config=cfg) as run:
             run_id = run.id
             ready.put(k)
@@ -331,15 +327,15 @@ def _ours_w5_worker(
         )
 
 
-def ours_w5(w: Workloads, scale: float, workdir: Path, **_: Any) -> dict[str, Any]:
+def ours_w5(w: Workloads, scale: float, workdir: Path, config: Any = None, **_: Any) -> dict[str, Any]:
     gw = _gw()
-    cfg = _config(workdir)
+    cfg = config or _config(workdir)
     n = scaled(w.points_per_proc, scale, 20)
     _init_ours(gw, cfg)
     ctx = mp.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     workers = [
-        ctx.Process(target=_ours_w5_worker, args=(cfg.store_url, cfg.artifacts_url, k, n, ready, go, results))
+        ctx.Process(target=_ours_w5_worker, args=(cfg, k, n, ready, go, results))
         for k in range(w.procs)
     ]
     try:

@@ -105,12 +105,12 @@ def _median_ms(fn, repeats: int) -> tuple[float, list[float], object]:
     return statistics.median(times), times, out
 
 
-def _setup(workdir: Path) -> str:
+def _setup(workdir: Path, tracking_uri: str | None = None) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)  # MLflow's default artifact root (./mlruns) lands in workdir too
     import mlflow
 
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -510,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
         "if not cached, use it only if cached, or skip",
     )
     ap.add_argument("--cache-dir", default=None, help="where full-size W3 stores are cached")
+    ap.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="log to this tracking URI (an `mlflow server`, benchmarks/server.py) instead of a SQLite "
+        "store in --workdir; credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD",
+    )
     args = ap.parse_args(argv)
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -520,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         args.cache_dir = str(Path(args.cache_dir).resolve())
     t0 = time.perf_counter()
     try:
-        uri = _setup(workdir)
+        uri = _setup(workdir, args.tracking_uri)
         import mlflow
 
         result = WORKLOAD_FNS[args.workload](args, uri)
@@ -529,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             workload=args.workload,
             scale=args.scale,
             mlflow=mlflow.__version__,
-            store="sqlite",
+            store=uri.split(":", 1)[0],
             wall_seconds=time.perf_counter() - t0,
         )
     except Exception as exc:  # noqa: BLE001 - reported as JSON, the orchestrator decides
