@@ -15,13 +15,17 @@ which is the steadier figure on a shared machine.
 
 Extra systems (not in the default set): ``groundwork-w2`` (``--workers 2``),
 ``groundwork-inline`` and ``groundwork-threaded`` (where the model runs, forced),
-``groundwork-routed`` (``--route production=100``: every request drawn through a route) and
+``groundwork-routed`` (``--route production=100``: every request drawn through a route),
+``groundwork-nolog`` (``--log-sample 0``: the prediction log off; ``groundwork`` logs every
+request, the default) and
 ``groundwork-baseline`` (this groundwork command run on the ``src/`` folder given with
 ``--baseline-src``, e.g. an export of the commit before a change: before and after in one run).
 
     git archive HEAD~3 src | tar -x -C /tmp/before      # then:
     .venv/bin/python benchmarks/serving.py --quick --concurrency 64 --repeat 3 \
         --systems groundwork,groundwork-baseline,groundwork-routed --baseline-src /tmp/before/src
+    .venv/bin/python benchmarks/serving.py --quick --concurrency 64 --repeat 5 \
+        --systems groundwork,groundwork-nolog      # the prediction log's cost (issue #14: at most 5%)
 
 Peers live in their own venvs under ``.bench/`` (``benchmarks/_peers.py``); Ray binds
 every interface, so the measurements run inside a loopback-only network namespace
@@ -60,7 +64,8 @@ WORK = REPO / ".bench" / "serving"
 PEERS = REPO / "benchmarks" / "peers"
 SYSTEMS = ("groundwork", "fastapi", "mlflow", "bentoml", "bentoml-batching", "rayserve")
 # Not in the default set: groundwork serve --workers 2, and with --inline / --threaded forced.
-EXTRA_SYSTEMS = ("groundwork-w2", "groundwork-inline", "groundwork-threaded", "groundwork-routed", "groundwork-baseline")
+EXTRA_SYSTEMS = ("groundwork-w2", "groundwork-inline", "groundwork-threaded", "groundwork-routed", "groundwork-baseline",
+                 "groundwork-nolog")
 BASELINE_ENV = "GW_BENCH_BASELINE_SRC"
 NETNS_ENV = "GW_BENCH_IN_NETNS"
 READY_TIMEOUT_S = 300.0
@@ -193,6 +198,8 @@ def start_system(system: str, kind: str, pythons: dict[str, Path], gw_env: dict[
             cmd.append("--" + system.split("-")[1])
         if system == "groundwork-routed":
             cmd = [*cmd[:2], f"bench-{kind}", *cmd[3:], "--route", "production=100"]
+        if system == "groundwork-nolog":
+            cmd += ["--log-sample", "0"]  # the prediction log off (groundwork logs every request by default)
         extra = {"PYTHONPATH": os.environ[BASELINE_ENV]} if system == "groundwork-baseline" else {}
         env, cwd, url, extract = quiet_env(**gw_env, **extra), REPO, f"{url_base}/v1/models/bench-{kind}/predict", "outputs"
     elif system == "fastapi":
@@ -457,6 +464,20 @@ def report(plan: Plan, meta: dict[str, Any]) -> bool:
             targets.add_row(name, a, b, ratio, "[green]met[/]" if met else "[red]missed[/]")
             ok = ok and met
         console.print(targets)
+    nolog = cells.get(("groundwork-nolog", "lr", 1, 64))
+    if ours and nolog and nolog.rps:
+        # Issue #14: logging every request (the default) costs at most 5% of the throughput.
+        logged = Table(title="Target (issue #14): the prediction log on (groundwork) vs off (groundwork-nolog), "
+                             "LogisticRegression, 1 row, c=64", title_justify="left")
+        for col in ("target", "log on", "log off", "on / off", "met"):
+            logged.add_column(col)
+        met = ours.rps >= 0.95 * nolog.rps
+        logged.add_row("throughput at most 5% lower", f"{ours.rps:,.0f} req/s", f"{nolog.rps:,.0f} req/s",
+                       f"{ours.rps / nolog.rps:.3f}", "[green]met[/]" if met else "[red]missed[/]")
+        logged.add_row("CPU/request (info)", f"{ours.cpu_ms_per_request:.3f} ms", f"{nolog.cpu_ms_per_request:.3f} ms",
+                       f"{ours.cpu_ms_per_request / nolog.cpu_ms_per_request:.3f}", "")
+        console.print(logged)
+        ok = ok and met
     if ours and ours.errors:
         ok = False
         console.print(f"[red]groundwork answered {ours.errors} errors[/]")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import operator
 import os
 import random
 import socket
@@ -202,6 +203,13 @@ class PredictionLog:
         return layout
 
     def _add(self, model: str, records: list[tuple[Any, ...]]) -> None:
+        # The usual flush: every record answered, by one version. Checked field by field in C
+        # (no Python work per record): this is most of the log's cost per request.
+        fields = list(zip(*records, strict=True))
+        if (len(set(fields[VERSION])) == 1 and set(fields[STATUS]) == {200}
+                and all(map(_IS_SOMETHING, fields[OUTPUTS]))):
+            self._builder(model, self._layout(model, records[0]), records[0][0]).add(records)
+            return
         answered: dict[Layout, list[tuple[Any, ...]]] = {}
         failed: list[tuple[Any, ...]] = []
         for record in records:
@@ -314,6 +322,9 @@ class PredictionLog:
             self._thread = None
         elif self._queue or self._open:
             self.flush(close_all=True)
+
+
+_IS_SOMETHING = functools.partial(operator.is_not, None)
 
 
 def _touch(builder: SegmentBuilder, now: float, monitor: Any) -> None:
