@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK_TIMEOUT_S = 900
 
+_PORT = re.compile(r"(127\.0\.0\.1|localhost):\d{4,5}|--port \d+")
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->")
 
@@ -181,8 +182,11 @@ def _params() -> list[object]:
         page = parse_page(path)
         if not any(b for b in page.blocks if not b.skip):
             continue
-        # One worker runs the pages, one after another: several serve on the documented ports.
-        marks = [pytest.mark.xdist_group("docs"), *(getattr(pytest.mark, m) for m in sorted(page.marks))]
+        # Pages that serve on documented ports run on one worker, one after another; the others
+        # run wherever there is room (each in its own empty folder).
+        serves = _PORT.search(path.read_text()) is not None
+        marks = [*([pytest.mark.xdist_group("docs-servers")] if serves else []),
+                 *(getattr(pytest.mark, m) for m in sorted(page.marks))]
         if page.skip:
             marks.append(pytest.mark.skip(reason=f"{path.name}: {page.skip}"))
         out.append(pytest.param(page, id=str(path.relative_to(ROOT)), marks=marks))
