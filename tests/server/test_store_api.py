@@ -172,3 +172,17 @@ def test_a_store_api_body_has_no_room_for_a_project() -> None:
             model = store_api.body_model(contract, name)
             assert model is None or "project" not in model.model_fields, (contract, name)
     assert "project" not in store_api.RunRowIn.model_fields and "project" not in store_api.RunUpdateIn.model_fields
+
+
+def test_runs_created_through_the_server_are_the_token_users_whatever_user_the_client_names(
+    world: tuple[TestClient, dict[str, str], Any],
+) -> None:
+    client, tokens, _ = world
+    made, batched, inserted = new_row(user="root"), new_row(user="root"), new_row(user="root", kind="step")
+    assert call(client, tokens["editor"], "metadata", "create_run", {"row": made}).status_code == 200
+    assert call(client, tokens["editor"], "metadata", "write_batch",
+                {"creations": [{"row": batched}], "batch_id": uuid.uuid4().hex}).status_code == 200
+    assert call(client, tokens["editor"], "pipelines", "insert_runs", {"runs": [{"row": inserted}]}).status_code == 200
+    for run in (made, batched, inserted):
+        answer = call(client, tokens["viewer"], "metadata", "get_run", {"run_id": run["id"]})
+        assert answer.status_code == 200 and answer.json()["result"]["user"] == "editor", answer.text

@@ -10,7 +10,8 @@ shape) and documents it in ``/api/openapi.json``. The answer is
 
 Who may call what is :data:`ROLES`: reads need ``viewer``, run and artifact-link writes
 ``editor``, registry changes ``maintainer``. Every call runs on the stores of the
-caller's project (:func:`~groundwork.server.auth.stores_for`), and every state change
+caller's project (:func:`~groundwork.server.auth.stores_for`), runs it creates and alias
+moves are recorded as the token's user's (not whom the client names), and every state change
 worth knowing about (a run created or ended, params, tags, links, registry changes) is
 written to the audit log; metric batches and heartbeats are not (one row per batch would
 outweigh the batch).
@@ -401,6 +402,16 @@ def _too_large() -> HTTPException:
     return HTTPException(413, f"a store API request may carry at most {MAX_BODY:,} bytes")
 
 
+def _stamp_user(contract: str, name: str, arguments: dict[str, Any], user: str) -> None:
+    """A run the server creates is the token's user's, whatever operating system user the client names."""
+    if (contract, name) == ("metadata", "create_run"):
+        arguments["row"] = {**arguments["row"], "user": user}
+    elif (contract, name) == ("metadata", "write_batch") and arguments.get("creations"):
+        arguments["creations"] = [dataclasses.replace(c, row={**c.row, "user": user}) for c in arguments["creations"]]
+    elif (contract, name) == ("pipelines", "insert_runs"):
+        arguments["runs"] = [dataclasses.replace(r, row={**r.row, "user": user}) for r in arguments["runs"]]
+
+
 def _endpoint(contract: str, method: Method, role: Role) -> Callable[..., Response]:
     model = body_model(contract, method.name)
     audited = _AUDITED.get((contract, method.name))
@@ -410,6 +421,7 @@ def _endpoint(contract: str, method: Method, role: Role) -> Callable[..., Respon
         arguments = _arguments(method, body)
         if "who" in arguments:  # an alias move is the token's user's, whoever the client says it is
             arguments["who"] = principal.user
+        _stamp_user(contract, method.name, arguments, principal.user)
         store = getattr(stores_for(principal, request), contract)
         result = getattr(store, method.name)(**arguments)
         if audited is not None:
