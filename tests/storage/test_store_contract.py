@@ -132,7 +132,8 @@ def test_taken_run_ids_and_unknown_environments_are_clear_errors_and_empty_write
     stores: Stores,
 ) -> None:
     """Found by the team API fuzz (tests/security/test_team_api_fuzz.py): a taken id or an unknown
-    environment or a null name was a database IntegrityError (a 500), an empty write invalid SQL (a 503)."""
+    environment or a null name was a database IntegrityError (a 500), runs of different columns in one
+    batch a StatementError (a 500), an empty write invalid SQL (a 503)."""
     db = stores.metadata
     run_id = new_run(stores, name="first")
     with pytest.raises(Conflict, match="exists already"):
@@ -158,6 +159,9 @@ def test_taken_run_ids_and_unknown_environments_are_clear_errors_and_empty_write
         stores.pipelines.insert_runs([NewRun(row=row(other)), NewRun(row=row(other))])
     with pytest.raises(RunNotFound):
         db.get_run(other)
+    lean = {key: value for key, value in row().items() if key not in ("kind", "host", "pid")}
+    stores.pipelines.insert_runs([NewRun(row=row(other, cache_key=digest())), NewRun(row=lean)])  # rows of other columns
+    assert (db.get_run(other).kind, db.get_run(lean["id"]).kind, db.get_run(lean["id"]).host) == ("run", "run", None)
 
 
 def test_metric_batches_are_written_in_order_once_per_batch_id(stores: Stores) -> None:

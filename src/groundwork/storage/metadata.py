@@ -116,6 +116,12 @@ def _float_or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def _column_default(name: str) -> Any:
+    """The value a ``runs`` row gets for a column it leaves out (``kind``: "run"; the others: null)."""
+    default = schema.runs.c[name].default
+    return getattr(default, "arg", None) if default is not None and default.is_scalar else None
+
+
 class SqlMetadataStore:
     """The metadata store contract (:class:`groundwork.storage.stores.MetadataStore`) on SQLite or PostgreSQL.
 
@@ -419,6 +425,9 @@ class SqlMetadataStore:
         Either way the caller's transaction is rolled back: nothing of its batch is written.
         """
         ids = [str(row["id"]) for row in rows]
+        columns = set().union(*rows)
+        if any(row.keys() != columns for row in rows):  # one statement for all: every row needs every column
+            rows = [{key: row.get(key, _column_default(key)) for key in columns} for row in rows]
         if len(set(ids)) < len(ids):
             raise Conflict(f"the run id {next(i for i in ids if ids.count(i) > 1)!r} is given twice in one batch")
         try:
