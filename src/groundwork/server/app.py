@@ -104,7 +104,7 @@ def create_app(
     if ui:
         from groundwork.ui import ui_routes
 
-        app.router.routes.extend(ui_routes(API_PREFIX, token=page_token))
+        app.router.routes.extend(ui_routes(API_PREFIX, token=page_token, team=team))
     return app
 
 

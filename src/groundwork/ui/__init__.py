@@ -7,7 +7,9 @@ with ETags; versioned vendor files are cached by the browser for a year. Every
 other GET that is not under the API answers the app's ``index.html``, whose
 router (``js/app.js``) draws the page the path names. ``index.html`` carries the
 server's write token (``<meta name="groundwork-token">``, see
-:mod:`groundwork.server.security`); ``js/util.js`` sends it with every write.
+:mod:`groundwork.server.security`); ``js/util.js`` sends it with every write. A team
+server's page says so (``<meta name="groundwork-server" content="team">``): the app then
+asks for a login (``js/team.js``) and sends the session's CSRF token instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 STATIC_DIR = Path(__file__).parent / "static"
 _TOKEN_META = b'<meta name="groundwork-token" content=""'
+_SERVER_META = b'<meta name="groundwork-server" content="ui"'
 _COMPRESSIBLE = (".js", ".css", ".html", ".svg", ".json", ".md", ".txt", ".map")
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json",
@@ -100,13 +103,20 @@ class _Assets:
         return Response(body, media_type=asset.media_type, headers=headers)
 
 
-def ui_routes(api_prefix: str = "/api/v1", *, token: str = "") -> list[BaseRoute]:
-    """Routes serving ``/static/...`` and the app's ``index.html`` (carrying ``token``) for every page path."""
+def ui_routes(api_prefix: str = "/api/v1", *, token: str = "", team: bool = False) -> list[BaseRoute]:
+    """Routes serving ``/static/...`` and the app's ``index.html`` (carrying ``token``) for every page path.
+
+    ``team``: the page of a team server (``groundwork server``), whose app logs in.
+    """
     assets = _Assets(STATIC_DIR)
     index = (STATIC_DIR / "index.html").read_bytes()
-    if _TOKEN_META not in index:
-        raise RuntimeError(f"index.html lacks {_TOKEN_META!r}")  # a broken package, not a user's mistake
-    assets.put("index.html", index.replace(_TOKEN_META, _TOKEN_META[:-1] + html.escape(token).encode() + b'"'))
+    for meta in (_TOKEN_META, _SERVER_META):
+        if meta not in index:
+            raise RuntimeError(f"index.html lacks {meta!r}")  # a broken package, not a user's mistake
+    index = index.replace(_TOKEN_META, _TOKEN_META[:-1] + html.escape(token).encode() + b'"')
+    if team:
+        index = index.replace(_SERVER_META, _SERVER_META.replace(b'"ui"', b'"team"'))
+    assets.put("index.html", index)
     api_root = "/" + api_prefix.strip("/").split("/")[0]  # "/api"
 
     async def static(request: Request) -> Response:

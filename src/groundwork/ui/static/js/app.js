@@ -1,5 +1,5 @@
 // The single-page app: a tiny router over history.pushState, the theme, and global keys.
-import { api, clear, errorBox, h } from "./util.js";
+import { TEAM, api, clear, errorBox, h, session } from "./util.js";
 
 const ROUTES = [
   [/^\/(?:runs\/?)?$/, "runs", "runs"],
@@ -15,6 +15,9 @@ const ROUTES = [
   [/^\/sweeps\/([^/]+)\/?$/, "sweep", "sweeps"],
   [/^\/monitor\/?$/, "monitor", "monitor"],
   [/^\/monitor\/([^/]+)\/?$/, "monitored", "monitor"],
+  [/^\/login\/?$/, "login", null],
+  [/^\/tokens\/?$/, "tokens", "tokens"],
+  [/^\/audit\/?$/, "audit", "audit"],
 ];
 
 const PAGES = {
@@ -31,6 +34,9 @@ const PAGES = {
   sweep: () => import("./sweeps.js").then((m) => m.renderSweep),
   monitor: () => import("./monitor.js").then((m) => m.renderList),
   monitored: () => import("./monitor.js").then((m) => m.renderTarget),
+  login: () => import("./team.js").then((m) => m.renderLogin),
+  tokens: () => import("./team.js").then((m) => m.renderTokens),
+  audit: () => import("./team.js").then((m) => m.renderAudit),
 };
 
 let cleanup = null;
@@ -72,6 +78,7 @@ async function route(focus) {
     match = pattern.exec(path);
     if (match) { page = name; section = nav; break; }
   }
+  if (TEAM && !session.user && page) { page = "login"; section = null; } // a team server: log in first, then this page
   if (cleanup) { try { cleanup(); } catch (_) { /* ignore */ } cleanup = null; }
   document.querySelectorAll("[data-nav]").forEach((a) => {
     if (a.dataset.nav === section && !a.classList.contains("brand")) a.setAttribute("aria-current", "page");
@@ -98,6 +105,12 @@ async function route(focus) {
     }
   } catch (err) {
     if (token !== renderToken) return;
+    if (TEAM && err && err.status === 401 && page !== "login") { // the session ended (expired, revoked, logged out elsewhere)
+      const { loggedOut } = await import("./team.js");
+      loggedOut();
+      route(focus);
+      return;
+    }
     clear(main).appendChild(errorBox(err));
     console.error(err);
   }
@@ -165,4 +178,9 @@ setTimeout(() => api("").then((info) => {
   if (label && info.store) { label.textContent = info.store.replace(/^sqlite:\/\/\//, ""); label.title = `metadata store ${info.store}`; }
 }).catch(() => {}), 1500);
 
-route(false);
+async function boot() {
+  if (TEAM) await (await import("./team.js")).start({ navigate, route: () => route(true) });
+  route(false);
+}
+
+boot();

@@ -41,12 +41,19 @@ export function clear(el) {
 }
 
 export class ApiError extends Error {
-  constructor(body, status) {
+  constructor(body, status, retryAfter) {
     super(body && body.message ? body.message : `HTTP ${status}`);
     this.body = body || {};
     this.status = status;
+    this.retryAfter = retryAfter || null; // seconds, from a 429's Retry-After
   }
 }
+
+/** The page's server: a team server (`groundwork server`) logs in; the single-user `groundwork ui` does not. */
+export const TEAM = (document.querySelector('meta[name="groundwork-server"]') || {}).content === "team";
+
+/** A team server's web session: who is logged in, where, and the CSRF token its writes carry (js/team.js fills it). */
+export const session = { user: null, project: null, role: null, serverAdmin: false, csrf: null, projects: [] };
 
 /** This server's write token, from the page it served (a write without it is refused). */
 function writeToken() {
@@ -66,7 +73,10 @@ export async function api(path, params, options) {
   }
   const init = { headers: { Accept: "application/json" }, ...(options || {}) };
   const method = (init.method || "GET").toUpperCase();
-  if (method !== "GET" && method !== "HEAD") init.headers["X-Groundwork-Token"] = writeToken();
+  if (method !== "GET" && method !== "HEAD") {
+    if (TEAM) { if (session.csrf) init.headers["X-CSRF-Token"] = session.csrf; }
+    else init.headers["X-Groundwork-Token"] = writeToken();
+  }
   if (init.json !== undefined) {
     init.body = JSON.stringify(init.json);
     init.headers["Content-Type"] = "application/json";
@@ -80,7 +90,9 @@ export async function api(path, params, options) {
   }
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
-  if (!response.ok || !body || body.ok === false) throw new ApiError(body, response.status);
+  if (!response.ok || !body || body.ok === false) {
+    throw new ApiError(body, response.status, parseInt(response.headers.get("Retry-After") || "", 10) || null);
+  }
   return body;
 }
 
