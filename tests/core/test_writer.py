@@ -192,3 +192,15 @@ def test_writers_are_per_store_and_process(workspace: Config, tmp_path: Path) ->
     other = open_metadata_store(f"sqlite:///{tmp_path / 'other.db'}")
     assert writer_module.writer_for(first) is writer_module.writer_for(open_metadata_store(workspace.store_url))
     assert writer_module.writer_for(first) is not writer_module.writer_for(other)
+
+
+def test_one_process_logging_to_two_projects_of_one_store_keeps_them_apart(workspace: Config) -> None:
+    """The writer is per database and project: a second project's runs never land in the first's."""
+    vision, speech = (Config(store_url=workspace.store_url, artifacts_url=workspace.artifacts_url, project=name)
+                      for name in ("vision", "speech"))
+    for config in (vision, speech):
+        with gw.start_run(name=f"in-{config.project}", config=config) as run:
+            run.log({"loss": 1.0}, step=0)
+    assert [r.name for r in gw.runs(config=vision)] == ["in-vision"]
+    assert [r.name for r in gw.runs(config=speech)] == ["in-speech"]
+    assert gw.get_run("in-speech", config=speech).history("loss")[0].value == 1.0

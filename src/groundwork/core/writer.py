@@ -576,13 +576,13 @@ def _chunks(
 
 
 # -- one writer per store and process ---------------------------------------------------------------------
-_writers: dict[tuple[int, str], Writer] = {}
+_writers: dict[tuple[int, str, str | None], Writer] = {}
 _writers_lock = threading.Lock()
 
 
 def writer_for(store: MetadataStore) -> Writer:
-    """This process's writer for ``store`` (started on first use)."""
-    key = (os.getpid(), store.url)
+    """This process's writer for ``store`` (started on first use): one per database and project."""
+    key = (os.getpid(), store.url, getattr(store, "project", None))
     with _writers_lock:
         writer = _writers.get(key)
         if writer is None:
@@ -615,7 +615,7 @@ def send_spooled(store: MetadataStore) -> None:
 
 def _own_writers() -> list[Writer]:
     with _writers_lock:
-        return [w for (pid, _), w in _writers.items() if pid == os.getpid()]
+        return [w for (pid, _, _), w in _writers.items() if pid == os.getpid()]
 
 
 def pending_writes() -> bool:
