@@ -1,6 +1,8 @@
 """Fuzz a real team server from its own OpenAPI document with schemathesis: never a 5xx.
 
-A real ``groundwork server`` process (2 workers, SQLite and a folder, 127.0.0.1) holds a
+A real ``groundwork server`` process (2 workers, 127.0.0.1) on PostgreSQL (a fresh database of
+the session's server: the team server's database, where text may hold no NUL and integer
+columns have bounds SQLite does not check) and an artifact folder holds a
 run with a metric and an artifact, the model ``digits`` at ``production``, a server admin
 and a ``victim`` user. Every operation of ``/api/openapi.json`` (the UI's API, accounts,
 tokens, the audit log, artifact bytes and the store API) is called over HTTP with generated
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,8 @@ from test_api_fuzz import _with_extremes  # noqa: E402
 
 from _servers import GroundworkServer  # noqa: E402
 from groundwork.config import Config  # noqa: E402
+
+pytestmark = pytest.mark.postgres
 
 #: Cases in all, spread over the operations (a few per operation keeps this file near a minute
 #: on two cores); a count set by hand draws fresh random cases on every run.
@@ -101,14 +106,21 @@ class Fuzzed:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str) -> Iterator[Fuzzed]:
+    import psycopg
+
     import groundwork as gw
     from groundwork.server import team as ops
     from groundwork.storage.records import ArtifactRow
     from groundwork.storage.stores import open_stores, open_team_store
 
     home = Path(tmp_path_factory.mktemp("team-fuzz"))
-    config = Config(store_url=f"sqlite:///{home}/meta.db", artifacts_url=str(home / "artifacts"))
+    admin_url = postgres_server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"gw_fuzz_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    store_url = postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
+    config = Config(store_url=store_url, artifacts_url=str(home / "artifacts"))
     team = open_team_store(config.store_url)
     by = ops.operator()
     ops.add_user(team, by, "root", "password-of-root", server_admin=True)
@@ -136,6 +148,8 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         login.raise_for_status()
         ui_login = {"gw_session": login.cookies["gw_session"]}, {"X-CSRF-Token": login.json()["csrf"]}
         yield Fuzzed(server, schema, session, token, ui_login, foreign, run.id, artifact.digest, victim.id)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _with_known_body(known: dict[str, str]) -> Any:

@@ -195,3 +195,26 @@ def test_a_batch_sent_twice_is_written_once(store: SqlMetadataStore) -> None:
     assert store.write_batch(points=points, batch_id="client-1/batch-1") is False  # a retry after a lost answer
     assert store.write_batch(points=points[:1], batch_id="client-1/batch-2") is True
     assert len(store.metric_series(run_id, "loss")) == 6
+
+
+@pytest.mark.postgres
+def test_values_postgresql_cannot_hold_are_one_clear_error_that_writes_nothing(postgres_url: str, tmp_path: Path) -> None:
+    """Found by the team API fuzz on PostgreSQL: a NUL in text, a number past an int column and a string
+    past its length were a DataError (a 500 through the server), in reads and writes alike."""
+    from groundwork.config import Config
+    from groundwork.errors import InvalidInput
+    from groundwork.storage.records import ArtifactRow, Link
+    from groundwork.storage.stores import open_stores
+
+    stores = open_stores(Config(store_url=postgres_url, artifacts_url=str(tmp_path / "artifacts")))
+    run_id = new_run(stores.metadata)  # type: ignore[arg-type]  # the SQL store behind the contract
+    with pytest.raises(InvalidInput, match="does not fit the store: .*NUL"):
+        stores.metadata.set_tags(run_id, {"team": "a\x00b"})
+    with pytest.raises(InvalidInput, match="NUL"):
+        stores.registry.version_numbers("digits\x00")
+    with pytest.raises(InvalidInput, match="out of range"):
+        stores.registry.create_version("digits", artifact=ArtifactRow("a" * 64, 2**31, False, 1), flavor="sklearn")
+    with pytest.raises(InvalidInput, match="too long"):
+        stores.pipelines.add_links(run_id, [Link("sideways-in", "x", "b" * 64, 1, False, 1, "file")])
+    assert stores.metadata.get_run(run_id).tags == {} and stores.registry.version_numbers("digits") == []
+    assert stores.pipelines.links_for_runs([run_id]) == {}

@@ -133,7 +133,8 @@ def test_taken_run_ids_and_unknown_environments_are_clear_errors_and_empty_write
 ) -> None:
     """Found by the team API fuzz (tests/security/test_team_api_fuzz.py): a taken id or an unknown
     environment or a null name was a database IntegrityError (a 500), runs of different columns in one
-    batch a StatementError (a 500), an empty write invalid SQL (a 503)."""
+    batch a StatementError (a 500), an empty write invalid SQL (a 503), and an environment that is not
+    JSON was stored, to fail every later read of it (a 500)."""
     db = stores.metadata
     run_id = new_run(stores, name="first")
     with pytest.raises(Conflict, match="exists already"):
@@ -159,6 +160,12 @@ def test_taken_run_ids_and_unknown_environments_are_clear_errors_and_empty_write
         stores.pipelines.insert_runs([NewRun(row=row(other)), NewRun(row=row(other))])
     with pytest.raises(RunNotFound):
         db.get_run(other)
+    env = digest()  # environments are shared by the projects of a store: a fresh one
+    with pytest.raises(InvalidInput, match="not a JSON object"):
+        db.create_run(row(other), environment=(env, "{not json"))
+    with pytest.raises(InvalidInput, match="not a JSON object"):
+        stores.pipelines.finish_run(run_id, "finished", environment=(env, "[]"))
+    assert db.environment(env) is None and db.get_run(run_id).status == "running"
     lean = {key: value for key, value in row().items() if key not in ("kind", "host", "pid")}
     stores.pipelines.insert_runs([NewRun(row=row(other, cache_key=digest())), NewRun(row=lean)])  # rows of other columns
     assert (db.get_run(other).kind, db.get_run(lean["id"]).kind, db.get_run(lean["id"]).host) == ("run", "run", None)

@@ -51,7 +51,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from groundwork._process import pid_alive
 from groundwork.config import DEFAULT_PROJECT
@@ -114,6 +121,23 @@ def normalize_store_url(url: str) -> str:
 
 def _float_or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def check_environment(environment: tuple[str, str]) -> None:
+    """Refuse an environment (digest, JSON) whose JSON is not an object: reading it back would fail."""
+    try:
+        valid = isinstance(json.loads(environment[1]), dict)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidInput(f"the environment {environment[0][:12]!r} is not a JSON object")
+
+
+def _value_error(exc: DataError) -> InvalidInput:
+    """A value the database cannot hold (PostgreSQL: a NUL in text, a number past its column, a string too long)."""
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return InvalidInput(f"a value does not fit the store: {detail}",
+                        hint="text without NUL characters, numbers and names within their limits")
 
 
 def _column_default(name: str) -> Any:
@@ -333,6 +357,8 @@ class SqlMetadataStore:
                 yield conn
         except OperationalError as exc:
             raise self._store_error(exc) from None
+        except DataError as exc:
+            raise _value_error(exc) from None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -341,6 +367,8 @@ class SqlMetadataStore:
                 yield conn
         except OperationalError as exc:
             raise self._store_error(exc) from None
+        except DataError as exc:
+            raise _value_error(exc) from None
 
     def dialect_insert(self, table: Any) -> Any:
         """An INSERT of this database's dialect (with ``on_conflict_do_*``), for the stores of this database."""
@@ -410,6 +438,7 @@ class SqlMetadataStore:
             self._check_own(conn, [values["parent_id"]])
         environment = create.environment
         if environment is not None and environment[0] not in self._known_environments:
+            check_environment(environment)
             conn.execute(self._statements["environment"], {"digest": environment[0], "data": environment[1]})
         self.insert_run_rows(conn, [values])
         if create.params:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select, union, update
 
 from groundwork.errors import InvalidInput
 from groundwork.storage import schema
-from groundwork.storage.metadata import SqlMetadataStore, iter_chunks
+from groundwork.storage.metadata import SqlMetadataStore, check_environment, iter_chunks
 from groundwork.storage.records import (  # re-exported: the records live in storage.records
     ArtifactLink as ArtifactLink,
     CacheCandidate as CacheCandidate,
@@ -139,6 +139,7 @@ class SqlPipelineStore:
             self._write_tags(conn, run_id, tags or {})
             values: dict[str, Any] = {"status": status, "ended_at": now, "heartbeat_at": now, "error": error}
             if environment is not None:
+                check_environment(environment)
                 conn.execute(
                     self.db.dialect_insert(schema.environments).on_conflict_do_nothing(),
                     {"digest": environment[0], "data": environment[1]},
