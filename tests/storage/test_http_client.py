@@ -92,6 +92,8 @@ def test_the_token_comes_from_the_environment_else_from_what_login_saved(
 
 
 def test_error_answers_become_the_servers_own_error_class() -> None:
+    import groundwork.engines.serve.hosts  # noqa: F401  # its ForeignRequest is also a 403 "Forbidden": not chosen
+
     body = {"ok": False, "status": 404, "error": "Run not found", "message": "no run 'x'", "hint": "list runs"}
     error = error_from_answer(404, body, "https://gw")
     assert type(error) is RunNotFound and (error.message, error.hint) == ("no run 'x'", "list runs")

@@ -240,6 +240,7 @@ def error_from_answer(status: int, body: Any, server_url: str) -> GroundworkErro
         return StoreError(f"{text} at {server_url}") if status >= 500 else errors.InvalidInput(text)
     headline = body.get("error") or ""
     classes = [c for c in _error_classes() if c.http_status == status and c.headline == headline]
+    classes.sort(key=lambda c: c.__module__ != errors.__name__)  # errors.py's first, whatever else is imported
     cls = classes[0] if classes else _BY_STATUS.get(status, StoreError if status >= 500 else errors.InvalidInput)
     error = cls.__new__(cls)
     GroundworkError.__init__(error, body["message"], hint=body.get("hint"))
