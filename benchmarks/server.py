@@ -636,8 +636,9 @@ def print_report(rows: list[dict[str, Any]], res: list[dict[str, Any]], meta: di
     if not console.is_terminal:
         console = Console(width=140)
     rounds = max((r.get("rounds", 1) for r in rows), default=1)
-    table = Table(title=f"Team server: groundwork {meta['groundwork']} vs MLflow server {meta['mlflow']} "
-                        f"(basic-auth) and FastTrackML {FASTTRACKML_VERSION}, PostgreSQL")
+    peers = [f"MLflow server {meta['mlflow']} (basic-auth)"] if meta["mlflow"] else []
+    peers += [f"FastTrackML {FASTTRACKML_VERSION}"] if meta["fasttrackml"] else []
+    table = Table(title=f"Team server: groundwork {meta['groundwork']} vs {' and '.join(peers) or 'no peer'}, PostgreSQL")
     for col in ("workload", "n (ours / peer)", "groundwork", "peer", "ratio",
                 f"spread ({rounds} rounds)" if rounds > 1 else "spread", "target", ""):
         table.add_column(col, justify="left" if col in ("workload", "") else "right", no_wrap=True)
@@ -762,6 +763,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name in only:
                     order = live if round_no % 2 == 0 else list(reversed(live))
                     if name == "artifacts" and source is not None:
+                        # New bytes every round: groundwork's store is content-addressed and would
+                        # skip the upload of a file it already holds.
+                        with open(source, "r+b") as fh:
+                            fh.write(os.urandom(4096))
                         copy = plain_copy(source, work / "gw" / "groundwork-artifacts", here / "copy")
                     for side in order:
                         at = here / side.name / name
@@ -797,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     gw_version = getattr(tr._gw(), "__version__", None)
     meta = {
         "groundwork": gw_version,
-        "mlflow": versions.get("mlflow"),
+        "mlflow": versions.get("mlflow") if any("MLflow" in r for r in rounds) else None,
+        "fasttrackml": any("FastTrackML" in r for r in rounds),
         "notes": notes,
         "note": (
             f"groundwork: W1/W2 {w.points:,} points, load {load.procs} clients x {load.points_per_proc:,} points; "
