@@ -58,6 +58,7 @@ FEATURES = 64
 MODEL = "bench-monitor"
 TARGET_RATIO = 20.0
 REQUEST_ROWS = 1000
+SEGMENT_ROWS = 250_000  # the prediction log's default
 # The features that move, and how (what both tools should flag), and two that move too little.
 MOVED = {"f3": "mean + 0.5 sd", "f17": "sd x 1.6", "f40": "log-normal x 1.5", "f50": "uniform + 0.25 of its range",
          "f60": "count + 1"}
@@ -119,14 +120,14 @@ def prepare(rows: int, reference_rows: int) -> tuple[dict[str, Any], Path, Path,
         version = run.log_model(model, MODEL, example=reference[:5])
     gw.promote_model(MODEL, version.version, alias="production", config=config)
     predictions = model.predict(current)
-    log = PredictionLog(config, LogOptions(segment_rows=250_000, drift=False))
-    log.start()
+    log = PredictionLog(config, LogOptions(segment_rows=SEGMENT_ROWS, drift=False))
     started = time.perf_counter()
     for start in range(0, rows, REQUEST_ROWS):
         end = min(rows, start + REQUEST_ROWS)
-        while log.offer(MODEL, "production", "production", version.version, current[start:end], end - start,
-                        predictions[start:end], 0.001) is None:
-            time.sleep(0.01)  # the queue is full: the benchmark waits (a server would drop and count)
+        log.offer(MODEL, "production", "production", version.version, current[start:end], end - start,
+                  predictions[start:end], 0.001)
+        if end % SEGMENT_ROWS == 0:
+            log.flush()  # the writer's turn: the open segment reached its size and closes
     log.close()
     timings["log_seconds"] = time.perf_counter() - started
     say(f"logged {rows:,} rows in {timings['log_seconds']:.1f} s ({log.segments} segments)")

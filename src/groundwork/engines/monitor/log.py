@@ -179,9 +179,13 @@ class PredictionLog:
         with self._lock:
             queue = self._queue
             count = len(queue)
-            records = [queue.popleft() for _ in range(count)]
+            take = queue.popleft
+            records = [take() for _ in range(count)]
             self.offered += count
-            if records:
+            models = set(map(_MODEL_OF, records))
+            if len(models) == 1:  # one model served (the usual case): no Python work per record
+                self._add(models.pop(), records)
+            elif records:
                 by_model: dict[str, list[tuple[Any, ...]]] = {}
                 for record in records:
                     by_model.setdefault(record[MODEL], []).append(record)
@@ -325,6 +329,7 @@ class PredictionLog:
 
 
 _IS_SOMETHING = functools.partial(operator.is_not, None)
+_MODEL_OF = operator.itemgetter(MODEL)
 
 
 def _touch(builder: SegmentBuilder, now: float, monitor: Any) -> None:

@@ -160,11 +160,22 @@ class NumberSketch:
 
 
 class BlockSketch:
-    """:class:`NumberSketch` es of ``k`` features, updated together from ``(n, k)`` arrays."""
+    """:class:`NumberSketch` es of ``k`` features, updated together from ``(n, k)`` arrays.
+
+    The bucket keys of each block are kept and counted together once they reach
+    ``FOLD_KEYS`` (or when the counts are read): counting touches all ``k`` x ``WIDTH``
+    counters, a fixed cost that small blocks (a prediction log's flush of a few thousand
+    rows) would otherwise pay every time.
+    """
+
+    #: pending bucket keys counted together (16 MiB of int32)
+    FOLD_KEYS = 1 << 22
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.counts = np.zeros((k, WIDTH), dtype=np.int64)
+        self._counts = np.zeros((k, WIDTH), dtype=np.int64)
+        self._pending: list[np.ndarray[Any, Any]] = []
+        self._pending_keys = 0
         self.count = np.zeros(k, dtype=np.int64)
         self.total = np.zeros(k, dtype=np.float64)
         self.squares = np.zeros(k, dtype=np.float64)
@@ -184,7 +195,7 @@ class BlockSketch:
         finite = np.isfinite(x)
         if finite.all():
             keys = positions(x) + self._base
-            self.counts += np.bincount(keys.ravel(), minlength=self.k * WIDTH).reshape(self.k, WIDTH)
+            self._keep(keys.ravel())
             self.count += x.shape[0]
             self.total += x.sum(axis=0, dtype=np.float64)
             self.squares += np.einsum("ij,ij->j", x, x, dtype=np.float64)
@@ -192,7 +203,7 @@ class BlockSketch:
             np.maximum(self.high, x.max(axis=0), out=self.high)
             return
         keys = positions(np.where(finite, x, 0.0)) + self._base
-        self.counts += np.bincount(keys[finite], minlength=self.k * WIDTH).reshape(self.k, WIDTH)
+        self._keep(keys[finite])
         self.count += finite.sum(axis=0)
         self.nonfinite += (~finite).sum(axis=0)
         clean = np.where(finite, x, 0.0)
@@ -200,6 +211,25 @@ class BlockSketch:
         self.squares += np.einsum("ij,ij->j", clean, clean, dtype=np.float64)
         np.minimum(self.low, np.where(finite, x, math.inf).min(axis=0), out=self.low)
         np.maximum(self.high, np.where(finite, x, -math.inf).max(axis=0), out=self.high)
+
+    def _keep(self, keys: np.ndarray[Any, Any]) -> None:
+        self._pending.append(keys)
+        self._pending_keys += keys.size
+        if self._pending_keys >= self.FOLD_KEYS:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending:
+            keys = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._counts += np.bincount(keys, minlength=self.k * WIDTH).reshape(self.k, WIDTH)
+            self._pending = []
+            self._pending_keys = 0
+
+    @property
+    def counts(self) -> np.ndarray[Any, Any]:
+        """Counts per feature and bucket, ``(k, WIDTH)``."""
+        self._fold()
+        return self._counts
 
     def sketch(self, j: int) -> NumberSketch:
         out = NumberSketch()
