@@ -93,8 +93,8 @@ from groundwork.storage.records import (  # re-exported: the records live in sto
 from groundwork.storage.search import Plan, all_keys, page_ids, parse_search
 
 #: The newest migration this version of groundwork knows.
-HEAD_REVISION = "0007"
-_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+HEAD_REVISION = "0008"
+_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 
 #: A running run whose heartbeat is older than this is considered crashed.
 HEARTBEAT_TIMEOUT_S = 30.0

@@ -127,7 +127,7 @@ artifacts = Table(
     "artifacts",
     metadata,
     Column("digest", String(64), primary_key=True),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),  # 64-bit: files of 2 GiB and more (0008)
     Column("is_dir", Boolean, nullable=False, default=False),
     Column("file_count", Integer, nullable=False, default=1),
     Column("created_at", Float, nullable=False),
