@@ -21,8 +21,13 @@ worker thread, ``None`` (the server's default) decided by the model's own speed.
 that takes microseconds (a LogisticRegression on ONNX Runtime: ~30 us for 64 rows) costs
 less than handing it to a thread and back, and on a loaded machine each hand-off may
 also wait for the scheduler, which is what a server's p99 is made of. So the batcher
-keeps a moving average of the calls' own duration and runs them inline while it is under
-:data:`INLINE_BELOW_S`, in the thread otherwise (a slower version swapped in moves back).
+keeps the fastest of the last :data:`RECENT_CALLS` calls' durations and runs them inline while
+it is under :data:`INLINE_BELOW_S`, in the thread otherwise (a slower version swapped in moves
+back). The fastest, not an average: a call's wall time also holds what it waited for the GIL
+when the runtime handed it back (another thread, such as the prediction log's writer, may hold
+it for milliseconds) and for the CPU on a loaded machine; such waits only ever add time. An
+average pushed up by them sent a fast model to the thread, where every call then waited for
+the busy event loop's GIL and kept the average up.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ import numpy as np
 
 from groundwork.engines.serve.validation import concat
 
-#: In the automatic mode, runtime calls averaging less than this run on the event loop.
+#: In the automatic mode, runtime calls taking less than this run on the event loop ...
 INLINE_BELOW_S = 0.0005
+#: ... judged by the fastest of this many recent calls
+RECENT_CALLS = 8
 
 
 class Runner(Protocol):
@@ -107,8 +114,9 @@ class DynamicBatcher:
         self._own_executor = executor is None and inline is not True
         self._executor = executor or (None if inline is True else ThreadPoolExecutor(1, thread_name_prefix="gw-batch"))
         self.inline = inline
-        #: moving average of the runtime calls' own duration (the automatic mode decides on it)
+        #: the runtime call's own duration: the fastest of the last RECENT_CALLS (the automatic mode decides on it)
         self.call_s: float | None = None
+        self._recent: deque[float] = deque(maxlen=RECENT_CALLS)
         self.on_batch = on_batch
         self.stats = BatchStats()
         self._queue: deque[_Item] = deque()
@@ -213,7 +221,8 @@ class DynamicBatcher:
                     await self._run_group(loop, [item])
             return
         elapsed = time.perf_counter() - started
-        self.call_s = took if self.call_s is None else 0.8 * self.call_s + 0.2 * took
+        self._recent.append(took)
+        self.call_s = min(self._recent)
         stats = self.stats
         stats.batches += 1
         stats.rows += rows
