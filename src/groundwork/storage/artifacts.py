@@ -213,6 +213,13 @@ def _check_hash(actual: str, digest: str) -> None:
         )
 
 
+def copy_stream(source: io.RawIOBase | io.BufferedIOBase, out: BinaryIO) -> None:
+    """Copy ``source`` to ``out`` through one reused buffer of :data:`CHUNK` bytes."""
+    buffer = memoryview(bytearray(CHUNK))
+    while count := source.readinto(buffer):
+        out.write(buffer[:count])
+
+
 class VerifiedReader(io.RawIOBase):
     """A stream of an artifact's bytes that raises :class:`CorruptArtifact` at EOF on a mismatch.
 
@@ -239,13 +246,18 @@ class VerifiedReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._source.read(len(view))
-        if not data:
+        readinto = getattr(self._source, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer
+            count = readinto(view) or 0
+        else:
+            data = self._source.read(len(view))
+            count = len(data)
+            view[:count] = data
+        if not count:
             self._check()
             return 0
-        view[: len(data)] = data
-        self._sha.update(data)
-        return len(data)
+        self._sha.update(view[:count])
+        return count
 
     def _check(self) -> None:
         if self._actual is None:
@@ -504,8 +516,7 @@ class ArtifactStore:
     def _restore_file(self, key: str, digest: str, dest: Path, executable: bool | None) -> None:
         def write(source: VerifiedReader) -> None:
             with atomic_writer(dest) as out:
-                while chunk := source.read(CHUNK):
-                    out.write(chunk)
+                copy_stream(source, out)
                 if executable is not None:
                     mode = os.fstat(out.fileno()).st_mode
                     mode = mode | 0o111 if executable else mode & ~0o111
@@ -579,6 +590,7 @@ __all__ = [
     "ManifestEntry",
     "VerifiedReader",
     "blob_key",
+    "copy_stream",
     "hash_file",
     "manifest_key",
 ]

@@ -10,7 +10,8 @@ streaming and size extras :mod:`groundwork.storage.artifacts` uses) over the ser
 verification stay in :class:`~groundwork.storage.artifacts.ArtifactStore`, unchanged above it.
 
 * **Memory stays flat.** Uploads send one chunk (8 MiB) per request, read from the file
-  when it is sent; downloads are streamed 1 MiB at a time.
+  when it is sent; downloads are streamed into the reader's buffer (1 MiB) as the
+  connection delivers them, each byte copied once on the way.
 * **Uploads resume.** A large object goes through an upload session. After a dropped
   connection or a server restart the client asks the session how much it holds and goes
   on from there (the bytes the server acknowledged are never sent again). The server
@@ -54,6 +55,7 @@ from typing import Any, BinaryIO, NoReturn
 import httpx
 
 from groundwork.errors import InvalidInput, StoreError
+from groundwork.storage.artifacts import copy_stream
 from groundwork.storage.http import backoff, check_transport, error_from_answer
 from groundwork.storage.local import atomic_writer
 
@@ -239,9 +241,8 @@ class HttpBlobStore:
 
     def get_file(self, key: str, dest: Path) -> None:
         """Download the object under ``key`` to ``dest`` (atomically); ``KeyError`` when absent."""
-        with self.open_read(key) as source, atomic_writer(Path(dest)) as out:
-            while chunk := source.read(CHUNK):
-                out.write(chunk)
+        with io.BufferedReader(_Download(self, key), CHUNK) as source, atomic_writer(Path(dest)) as out:
+            copy_stream(source, out)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Not offered: a project may not see what other projects stored."""
@@ -406,7 +407,7 @@ class _Download(io.RawIOBase):
         self.size: int | None = None
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
-        self._pending = b""
+        self._pending = memoryview(b"")
         self._direct_url: str | None = None
         self._open(first=True)
 
@@ -477,7 +478,7 @@ class _Download(io.RawIOBase):
             self.size = int(length) if length is not None else None
             skip = self.position
         self._response = response
-        self._chunks = _skipping(response.iter_raw(CHUNK), skip)
+        self._chunks = _skipping(response.iter_raw(), skip)  # as read: no joining into larger chunks
         if not first:
             self.store.stats.download_resumed_at.append(self.position)
 
@@ -486,31 +487,40 @@ class _Download(io.RawIOBase):
             self._response.close()
             self._response = None
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+    def _refill(self) -> bool:
+        """The next piece of the stream into ``_pending``, reopening from ``position`` after a
+        failure; False at the end of the object."""
         attempt = 0
-        while not self._pending:
+        while True:
             assert self._chunks is not None
             try:
-                self._pending = next(self._chunks)
+                self._pending = memoryview(next(self._chunks))
+                return True
             except StopIteration:
                 if self.size is None or self.position >= self.size:
-                    return 0
+                    return False
                 error: BaseException = _Retry(f"the transfer stopped at byte {self.position} of {self.size}")
             except httpx.TransportError as transport_error:
                 error = transport_error
-            else:
-                break
             attempt += 1
             if attempt > self.store.retries:
                 raise StoreError(f"cannot download from the team server {self.store.url}: {_reason(error)}",
                                  hint="check that the server is up; run the command again")
             self.store._sleep(attempt)
             self._open()
-        count = min(len(view), len(self._pending))
-        view[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        self.position += count
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the pieces the connection delivers (about 64 KiB each), one copy a byte."""
+        view = memoryview(buffer).cast("B")
+        count = 0
+        while count < len(view):
+            if not self._pending and not self._refill():
+                break
+            take = min(len(view) - count, len(self._pending))
+            view[count : count + take] = self._pending[:take]
+            self._pending = self._pending[take:]
+            self.position += take
+            count += take
         self.store.stats.add(received=count)
         return count
 
