@@ -9,9 +9,9 @@ streaming and size extras :mod:`groundwork.storage.artifacts` uses) over the ser
 ``/api/v1/blobs``, ``/api/v1/manifests`` and ``/api/v1/uploads``, so content addressing and
 verification stay in :class:`~groundwork.storage.artifacts.ArtifactStore`, unchanged above it.
 
-* **Memory stays flat.** Uploads send one chunk (8 MiB) per request, read from the file
-  when it is sent; downloads are streamed into the reader's buffer (1 MiB) as the
-  connection delivers them, each byte copied once on the way.
+* **Memory stays flat.** Uploads send one part (the server says how large: 32 MiB) per
+  request, read from the file 1 MiB at a time as it is sent; downloads are streamed into
+  the reader's buffer (1 MiB) as the connection delivers them, each byte copied once.
 * **Uploads resume.** A large object goes through an upload session. After a dropped
   connection or a server restart the client asks the session how much it holds and goes
   on from there (the bytes the server acknowledged are never sent again). The server
