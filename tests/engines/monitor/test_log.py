@@ -85,6 +85,39 @@ def test_a_sampled_log_keeps_about_that_share_and_a_shadow_follows_its_primary(
     assert len(log._queue) == sum(k is not None for k in kept) + 1
 
 
+def test_records_offered_by_many_threads_while_the_writer_takes_them_are_each_logged_once(
+        digits: tuple[Config, np.ndarray, np.ndarray]) -> None:
+    config, x, y = digits
+    log = PredictionLog(config, LogOptions(flush_interval_s=0.001, drift=False))
+    log.start()
+    ids: list[int | None] = []
+
+    def client(k: int) -> None:
+        ids.extend(offer(log, x[i % 100:i % 100 + 1], y[i % 100:i % 100 + 1]) for i in range(k, k + 3000))
+
+    clients = [threading.Thread(target=client, args=(k * 3000,)) for k in range(4)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    log.close()
+    assert None not in ids and log.offered == 12_000 and log.dropped == 0
+    artifacts = open_stores(config).artifacts
+    logged = [rid for row in open_stores(config).monitor.segments("digits")
+              for rid in read_segment(artifacts.get_bytes(row.digest)).column("request_id").to_pylist()]
+    assert sorted(logged) == sorted(ids)  # none lost, none twice
+
+
+def test_the_writer_wakes_for_a_segment_due_before_its_next_turn(digits: tuple[Config, np.ndarray, np.ndarray]) -> None:
+    config, x, y = digits
+    log = PredictionLog(config, LogOptions(flush_interval_s=30.0, segment_seconds=0.25, drift=False))
+    assert log._next_wait() == 30.0  # nothing open: the flush interval
+    offer(log, x[:1], y[:1])
+    log.flush()  # opens the segment
+    assert log._next_wait() <= 0.25
+    log.close()
+
+
 def test_segments_close_by_size_and_the_drift_gauges_are_set(digits: tuple[Config, np.ndarray, np.ndarray]) -> None:
     config, x, y = digits
     listener = Listener()

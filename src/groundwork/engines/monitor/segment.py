@@ -283,15 +283,17 @@ class SegmentBuilder:
         """Whether a request with these inputs and outputs is logged in this segment's layout."""
         return layout_of(inputs, outputs) == self.layout
 
-    def add(self, records: list[tuple[Any, ...]]) -> None:
+    def add(self, records: list[tuple[Any, ...]], fields: list[tuple[Any, ...]] | None = None) -> None:
         """Log records (all of this model, in this layout or without inputs).
 
-        Field by field over all records at once (``zip(*records)``): the per-record Python
-        work is a few tuple reads, so a flush of thousands of requests costs milliseconds.
+        Field by field over all records at once (``zip(*records)``, or ``fields`` when the
+        caller has it already): the per-record Python work is a few tuple reads, so a flush of
+        thousands of requests costs milliseconds.
         """
         if not records:
             return
-        fields = list(zip(*records, strict=True))
+        if fields is None:
+            fields = list(zip(*records, strict=True))
         statuses = set(fields[STATUS])
         if statuses == {200}:
             self._add_answered(records, fields)
