@@ -98,7 +98,8 @@ class NumberSketch:
         self.counts += np.bincount(positions(x), minlength=WIDTH)
         self.count += int(x.size)
         self.total += float(x.sum(dtype=np.float64))
-        self.squares += float(np.dot(x, x))
+        # einsum, not np.dot: dot goes to BLAS, whose second thread then spins on a serving process's CPU
+        self.squares += float(np.einsum("i,i->", x, x))
         self.low = min(self.low, float(x.min()))
         self.high = max(self.high, float(x.max()))
 
