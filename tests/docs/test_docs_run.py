@@ -101,7 +101,24 @@ def _environment(folder: Path) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
     (folder / ".home").mkdir(exist_ok=True)
+    _share_npm_runtime(folder / ".home")
     return env
+
+
+def _share_npm_runtime(home: Path) -> None:
+    """The fresh HOME gets this machine's verified npm runtime (what ``make setup`` fetched).
+
+    A new user's first web export downloads it from the npm registry; the suite runs in a
+    network namespace without one, so the download is done once, beforehand, like a pip cache.
+    """
+    from groundwork.engines.export.npm import cache_root, lock_digest
+
+    verified = cache_root() / lock_digest()
+    if (verified / "verified.json").is_file():
+        target = home / ".cache" / "groundwork" / "npm" / lock_digest()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(verified, target_is_directory=True)
 
 
 def _command(block: Block, folder: Path, index: int) -> list[str]:
