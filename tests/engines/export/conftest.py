@@ -34,9 +34,13 @@ def npm_runtime() -> Any:
         pytest.skip(f"onnxruntime-web could not be installed from npm: {exc.one_line()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def export_browser(npm_runtime: Any) -> Iterator[Any]:
-    """One headless Chromium (offline but for 127.0.0.1) for every export check of the session."""
+    """One headless Chromium (offline but for 127.0.0.1) for the export checks of a module.
+
+    Not one per session: Playwright's sync API keeps an asyncio loop running in this thread
+    while it is open, and later tests on the same worker call asyncio.run.
+    """
     from groundwork.engines.export.browser import BrowserSession
     from groundwork.errors import ConfigError
 
