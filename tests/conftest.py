@@ -26,6 +26,28 @@ from _servers import (  # noqa: E402
 )
 
 
+# --- xdist groups ----------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` honour ``xdist_group`` marks under pytest 9.
+
+    pytest-xdist 3.8 puts a test in its group by setting ``item._nodeid``, which pytest 9 no
+    longer reads (a node's id is ``item._id``): every group was silently ignored and its tests
+    ran on both workers at once (two docs pages serving on one documented port, for one).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # an older pytest: xdist's own suffix works there
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 # --- isolation -----------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def _isolate_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
