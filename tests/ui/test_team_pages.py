@@ -196,6 +196,7 @@ def test_a_viewer_is_refused_the_audit_page_and_cannot_mint_a_stronger_token(pag
     expect(page.locator("#audit-refused")).to_contain_text("vic is viewer")
     expect(page.locator("#audit")).to_have_count(0)
     page.goto("/tokens")
+    expect(page.locator("#token-role option")).to_have_count(1)  # the page renders after /auth/me answers
     assert page.eval_on_selector_all("#token-role option", "(options) => options.map((o) => o.value)") == ["viewer"]
     expect(page.locator("#project-name")).to_have_text("alpha")  # one project: no switcher
 
