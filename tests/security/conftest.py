@@ -1,4 +1,4 @@
-"""Security probes: the helpers of ``tests/server`` (a recorded store) and ``_ui_process`` are importable."""
+"""Security probes: the helpers of ``tests/server`` (a recorded store) are importable."""
 
 from __future__ import annotations
 

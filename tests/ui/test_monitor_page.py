@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +11,7 @@ import pytest
 from _browser import canvas_ink
 
 from _monitor_data import log_two_routes
-from _servers import free_port
+from _ui_process import ui_process
 
 pytestmark = pytest.mark.browser
 
@@ -27,28 +21,8 @@ def monitor_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``groundwork ui`` over a store with a prediction log of digits@production and @candidate (stopped by PID)."""
     home = tmp_path_factory.mktemp("monitor-ui")
     config = log_two_routes(home)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUNDWORK_")}
-    proc = subprocess.Popen([sys.executable, "-m", "groundwork", "ui", "--host", "127.0.0.1", "--port", str(port),
-                             "--store", config.store_url, "--artifacts", config.artifacts_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/api/v1", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.2)
-    try:
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with ui_process(config, home) as ui:
+        yield ui.url
 
 
 def test_the_monitor_page_of_a_drifted_alias(browser: Any, monitor_ui: str) -> None:

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +9,7 @@ from typing import Any
 import pytest
 from _browser import canvas_ink
 
-from _servers import free_port
+from _ui_process import ui_process
 from groundwork.config import Config
 
 pytestmark = pytest.mark.browser
@@ -39,27 +33,8 @@ def sweep_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     config = Config(store_url=f"sqlite:///{home}/meta.db", artifacts_url=str(home / "artifacts"))
     result = gw.sweep(objective, {"x": gw.uniform(-3, 3), "k": gw.choice([0, 1])}, trials=12, pruner="median",
                       metric="loss", seed=4, name="page-sweep", config=config)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GROUNDWORK_")}
-    proc = subprocess.Popen([sys.executable, "-m", "groundwork", "ui", "--host", "127.0.0.1", "--port", str(port),
-                             "--store", config.store_url, "--artifacts", config.artifacts_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/api/v1", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.2)
-    try:
-        yield url, result.id
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with ui_process(config, home) as ui:
+        yield ui.url, result.id
 
 
 def test_the_sweep_page(browser: Any, sweep_ui: tuple[str, str]) -> None:
