@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _ui_process import request, ui_process
 
+from _ui_process import request, ui_process
 from groundwork.config import Config
 from groundwork.errors import CorruptArtifact
 from groundwork.storage.artifacts import ArtifactStore, blob_key

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _ui_process import UIProcess, request, ui_process
 from _ui_store import _register
 
+from _ui_process import UIProcess, request, ui_process
 from groundwork.config import Config
 from groundwork.core import registry
 
