@@ -55,7 +55,7 @@ test-fast: setup
 	$(VENV)/bin/pytest -n 2 -m "not slow and not ray and not browser" $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check --no-cache src tests benchmarks examples
 	$(VENV)/bin/mypy
 
 bench: setup system-deps
