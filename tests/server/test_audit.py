@@ -27,13 +27,20 @@ def test_a_promotion_records_who_what_when_and_from_where(team_world: World) -> 
     moved = team_world.request("POST", "/api/v1/models/alpha-model/aliases/audited", token=token,
                                body={"version": 1, "reason": "checks passed"}, headers={"X-Forwarded-For": "10.20.30.40"})
     assert moved.status == 200, moved.text
-    (entry,) = [e for e in _entries(team_world, "admin", "?action=registry.promote") if e["target"] == "alpha-model@audited"]
+    (entry,) = [e for e in _entries(team_world, "admin", "?action=model.alias") if e["target"] == "alpha-model@audited"]
     assert entry["actor"] == "alpha-maintainer" and entry["project"] == "alpha"
     assert entry["token_id"] == token.split("_")[1] and entry["address"] == "10.20.30.40"
-    assert entry["details"] == {"version": 1, "from": None, "reason": "checks passed"}
+    assert entry["action"] == "model.alias"  # the name the store API gives a client's promote
+    assert entry["details"] == {"version": 1, "previous": None, "reason": "checks passed"}
     assert before - 1 <= float(entry["at"]) <= time.time() + 1  # type: ignore[arg-type]
     history = team_world.request("GET", "/api/v1/models/alpha-model", token=token).json()["history"]
     assert any(m["alias"] == "audited" and m["who"] == "alpha-maintainer" for m in history)
+    removed = team_world.request("DELETE", "/api/v1/models/alpha-model/aliases/audited", token=token,
+                                 body={"reason": "done"})
+    assert removed.status == 200, removed.text
+    (gone,) = [e for e in _entries(team_world, "admin", "?action=model.alias.remove")
+               if e["target"] == "alpha-model@audited"]
+    assert gone["details"] == {"previous": 1, "reason": "done"}
 
 
 def test_a_project_admin_reads_their_project_and_a_server_admin_every_one(team_world: World) -> None:
@@ -64,14 +71,14 @@ def test_groundwork_audit_reads_through_the_server_with_an_admin_token(team_worl
         return subprocess.run([sys.executable, "-m", "groundwork", "audit", *args], capture_output=True, text=True,
                               env={**env, "GROUNDWORK_TOKEN": token}, timeout=120)
 
-    found = audit(team_world.tokens["admin"], "--action", "registry.promote", "--since", "1h", "--json")
+    found = audit(team_world.tokens["admin"], "--action", "model.alias", "--since", "1h", "--json")
     assert found.returncode == 0, found.stderr
     assert "alpha-model@from-cli" in {e["target"] for e in json.loads(found.stdout)}
     table = audit(team_world.tokens["admin"], "--since", "1h")
-    assert table.returncode == 0 and "registry.promote" in table.stdout and "alpha-maintainer" in table.stdout
+    assert table.returncode == 0 and "model.alias" in table.stdout and "alpha-maintainer" in table.stdout
     refused = audit(team_world.tokens["editor"])
     assert refused.returncode == 1 and "Traceback" not in refused.stderr and "needs the admin role" in refused.stderr
     direct = subprocess.run([sys.executable, "-m", "groundwork", "audit", "--store", team_world.config.store_url,
-                             "--action", "registry.promote", "--json"], capture_output=True, text=True, env=env,
+                             "--action", "model.alias", "--json"], capture_output=True, text=True, env=env,
                             timeout=120)
     assert "alpha-model@from-cli" in {e["target"] for e in json.loads(direct.stdout)}

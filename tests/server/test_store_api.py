@@ -158,10 +158,13 @@ def test_run_and_registry_changes_are_audited_and_metric_batches_are_not(
                     "flavor": "sklearn", "run_id": run["id"]}).json()["result"]
     assert call(client, tokens["maintainer"], "registry", "set_alias",
                 {"name": name, "alias": "production", "version": version, "who": "maintainer"}).status_code == 200
+    assert call(client, tokens["maintainer"], "registry", "set_alias",
+                {"name": name, "alias": "production", "version": None, "who": "maintainer"}).status_code == 200
     entries = team.audit_entries(project="alpha", since=None, actor=None, action=None, before_id=None, limit=1000)
     new = [(e.actor, e.action, e.target) for e in entries[: len(entries) - before]][::-1]
     assert new == [("editor", "run.create", run["id"]), ("editor", "run.params", run["id"]),
-                   ("maintainer", "model.register", name), ("maintainer", "model.alias", f"{name}@production")]
+                   ("maintainer", "model.register", name), ("maintainer", "model.alias", f"{name}@production"),
+                   ("maintainer", "model.alias.remove", f"{name}@production")]
     assert all(e.address for e in entries[: len(entries) - before])  # from which address: the test client's
 
 

@@ -96,16 +96,17 @@ def test_the_audit_log_filters_pages_and_counts(team: TeamStore) -> None:
     base = time.time() - 100
     ids = [team.add_audit(AuditEntry(at=base + i, actor="ann" if i % 2 else "bob", action=action, project=project,
                                      target=f"t{i}", address="10.0.0.1", details={"i": i}))
-           for i, (action, project) in enumerate([("auth.login_failed", None), ("registry.promote", "vision"),
-                                                  ("registry.alias.remove", "vision"), ("run.create", "default"),
+           for i, (action, project) in enumerate([("auth.login_failed", None), ("model.alias", "vision"),
+                                                  ("model.alias.remove", "vision"), ("run.create", "default"),
                                                   ("auth.login_failed", None)])]
     assert ids == sorted(ids)
     newest = team.audit_entries()
     assert [e.target for e in newest] == ["t4", "t3", "t2", "t1", "t0"] and newest[0].details == {"i": 4}
     assert [e.target for e in team.audit_entries(project="vision")] == ["t2", "t1"]
-    assert [e.target for e in team.audit_entries(action="registry")] == ["t2", "t1"]
-    assert [e.target for e in team.audit_entries(action="registry.promote")] == ["t1"]
-    assert [e.target for e in team.audit_entries(action="regis")] == []  # a prefix matches whole words only
+    assert [e.target for e in team.audit_entries(action="model")] == ["t2", "t1"]
+    assert [e.target for e in team.audit_entries(action="model.alias")] == ["t2", "t1"]  # the move and the removal
+    assert [e.target for e in team.audit_entries(action="model.alias.remove")] == ["t2"]
+    assert [e.target for e in team.audit_entries(action="mod")] == []  # a prefix matches whole words only
     assert [e.target for e in team.audit_entries(actor="ann")] == ["t3", "t1"]
     assert [e.target for e in team.audit_entries(since=base + 2.5)] == ["t4", "t3"]
     page = team.audit_entries(limit=2)

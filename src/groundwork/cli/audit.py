@@ -45,7 +45,7 @@ def audit_command(
     project: Annotated[str | None, typer.Option("--project", help="Only this project (a server admin: any).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From: 1h, 7d, an ISO date, or UNIX seconds.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only what this user did.")] = None,
-    action: Annotated[str | None, typer.Option("--action", help="An action (registry.promote) or its prefix (registry).")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="An action (model.alias) or its prefix (model).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many entries, newest first.", min=1, max=1000)] = 100,
     json_out: JsonOption = False,
     store: StoreOption = None,

@@ -2,9 +2,9 @@
 
 Every route that changes state calls :func:`audit` once it succeeded::
 
-    audit(principal, "registry.promote", target="digits@production", details={"version": 3})
+    audit(principal, "model.alias", target="digits@production", details={"version": 3})
 
-Actions are dotted, noun first (``run.create``, ``registry.promote``, ``blob.upload``,
+Actions are dotted, noun first (``run.create``, ``model.alias``, ``blob.upload``,
 ``user.add``, ``token.revoke``, ``auth.login_failed``); ``groundwork audit --action
 registry`` matches every ``registry.*``. The team app's middleware hands each request
 its team store, so :func:`audit` needs only the principal. In the single-user viewer
@@ -123,7 +123,7 @@ def list_audit(
     project: Annotated[str | None, Query(description="Only this project (a server admin may name any; default: all).")] = None,
     since: Annotated[str | None, Query(description="From this time on: 1h, 7d, an ISO date, or UNIX seconds.")] = None,
     actor: Annotated[str | None, Query(description="Only what this user did.")] = None,
-    action: Annotated[str | None, Query(description="An action (registry.promote) or a prefix (registry).")] = None,
+    action: Annotated[str | None, Query(description="An action (model.alias) or a prefix (model).")] = None,
     before: Annotated[int | None, Query(description="Entries older than this id (the next page).")] = None,
     limit: Annotated[int, Query(description=f"Entries (1..{MAX_LIMIT}).")] = 100,
 ) -> JSON:

@@ -86,8 +86,8 @@ def promote(ctx: Context, request: Request, principal: Maintainer, name: str, al
     check_same_origin(request.headers, request.headers.get("host"))
     move = registry.promote(name, body.version, alias, reason=body.reason, who=_who(request, principal),
                             config=ctx.config)
-    audit(principal, "registry.promote", f"{name}@{alias}", {"version": body.version, "from": move.from_version,
-                                                             "reason": body.reason})
+    audit(principal, "model.alias", f"{name}@{alias}", {"version": body.version, "previous": move.from_version,
+                                                        "reason": body.reason})
     return ok({"move": dataclasses.asdict(move), "aliases": registry.registry_store(ctx.config).aliases(name)})
 
 
@@ -100,6 +100,6 @@ def remove_alias(ctx: Context, request: Request, principal: Maintainer, name: st
         check_same_origin({"content-type": "application/json", **request.headers}, request.headers.get("host"))
     previous = registry.remove_alias(name, alias, reason=body.reason if body else None, who=_who(request, principal),
                                      config=ctx.config)
-    audit(principal, "registry.alias.remove", f"{name}@{alias}", {"was": previous,
-                                                                  "reason": body.reason if body else None})
+    audit(principal, "model.alias.remove", f"{name}@{alias}", {"previous": previous,
+                                                               "reason": body.reason if body else None})
     return ok({"removed": alias, "was": previous, "aliases": registry.registry_store(ctx.config).aliases(name)})

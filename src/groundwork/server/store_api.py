@@ -110,6 +110,14 @@ def _audit_write_batch(args: dict[str, Any], result: Any) -> AuditRows:
     return rows
 
 
+def _alias_moved(args: dict[str, Any], previous: Any) -> tuple[str, str, dict[str, Any]]:
+    """An alias move, named as the UI's promote and remove routes name it (``groundwork audit --action model.alias``)."""
+    target = f"{args['name']}@{args['alias']}"
+    if args["version"] is None:
+        return ("model.alias.remove", target, {"previous": previous, "reason": args.get("reason")})
+    return ("model.alias", target, {"version": args["version"], "previous": previous, "reason": args.get("reason")})
+
+
 _AUDITED: dict[tuple[str, str], Callable[[dict[str, Any], Any], AuditRows]] = {
     ("metadata", "create_run"): lambda a, r: [_created(a["row"])],
     ("metadata", "update_run"): lambda a, r: [("run.update", a["run_id"], {"fields": _keys(a.get("values"))})],
@@ -123,9 +131,7 @@ _AUDITED: dict[tuple[str, str], Callable[[dict[str, Any], Any], AuditRows]] = {
     ("registry", "create_version"): lambda a, r: [
         ("model.register", a["name"], {"version": r, "run_id": a.get("run_id"), "digest": a["artifact"].digest})],
     ("registry", "set_description"): lambda a, r: [("model.describe", a["name"], {"version": a.get("version")})],
-    ("registry", "set_alias"): lambda a, r: [
-        ("model.alias", f"{a['name']}@{a['alias']}", {"version": a["version"], "previous": r,
-                                                       "reason": a.get("reason")})],
+    ("registry", "set_alias"): lambda a, r: [_alias_moved(a, r)],
     ("registry", "add_export"): lambda a, r: [
         ("model.export", a["name"], {"version": a["version"], "target": a["target"], "export_id": r})],
     ("pipelines", "insert_runs"): lambda a, r: [_created(run.row) for run in a["runs"]],

@@ -5,7 +5,7 @@ import { TEAM, api, clear, fmtAgo, fmtTime, h, put, session, table, toast } from
 const ROLES = ["viewer", "editor", "maintainer", "admin"];
 const EXPIRIES = [["7d", "7 days"], ["30d", "30 days"], ["90d", "90 days"], ["365d", "1 year"], ["never", "never"]];
 const AUDIT_PAGE = 50;
-const ACTIONS = ["auth", "token", "run", "model", "registry", "member", "project", "user", "blob"];
+const ACTIONS = ["auth", "token", "run", "model", "member", "project", "user", "blob"];
 
 let hooks = { navigate: () => undefined, route: () => undefined };
 
