@@ -124,17 +124,37 @@ def test_segments_close_by_size_and_the_drift_gauges_are_set(digits: tuple[Confi
     log = PredictionLog(config, LogOptions(segment_rows=300), listener=listener)
     shifted = x.copy()
     shifted[:, 10] += 8.0
-    for start in range(0, 1600, 400):  # four turns of the writer, 400 rows each: each closes a segment
+    for start in range(0, 1600, 400):  # four turns of the writer, 400 rows each: a segment fills at 300
         for i in range(start, start + 400, 4):
             offer(log, shifted[i:i + 4], y[i:i + 4])
         log.flush()
     log.close()
     rows = open_stores(config).monitor.segments("digits")
-    assert [r.status for r in rows] == ["closed"] * 4 and [r.rows for r in rows] == [400] * 4
+    assert [r.status for r in rows] == ["closed"] * 6 and sorted(r.rows for r in rows) == [100] + [300] * 5
     assert sum(r.rows for r in rows) == 1600 and log.written == 1600
     assert listener.drift[("production", "pixel_10", "drifted")] == 1.0
     assert listener.drift[("production", "pixel_11", "drifted")] == 0.0
     assert listener.drift[("production", "pixel_10", "psi")] > 0.2
+
+
+def test_a_burst_larger_than_a_segment_is_split_at_the_segment_size(
+        digits: tuple[Config, np.ndarray, np.ndarray]) -> None:
+    """One turn of the writer takes 2,500 rows (one-row and batched requests, and failures): no segment passes 1,000."""
+    config, x, y = digits
+    log = PredictionLog(config, LogOptions(segment_rows=1000, drift=False))
+    offered = 0
+    for i in range(0, 1700, 10):
+        offer(log, x[i:i + 1], y[i:i + 1])  # one row
+        offer(log, x[i:i + 9], y[i:i + 9])  # a batch of nine
+        offered += 10
+    for _ in range(800):
+        log.offer("digits", "production", "production", 1, None, 0, None, 0.001, status=500, error="boom")
+    log.flush()
+    log.close()
+    rows = open_stores(config).monitor.segments("digits")
+    assert all(r.status == "closed" for r in rows)
+    assert sum(r.rows for r in rows) == offered + 800 and max(r.rows for r in rows) <= 1000
+    assert sorted(r.rows for r in rows)[1:] == [1000, 1000]  # full segments, and what was left in the last
 
 
 @pytest.mark.slow

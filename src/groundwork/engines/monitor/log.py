@@ -42,11 +42,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from groundwork.config import Config
 from groundwork.engines.monitor.segment import (
     INPUTS,
     MODEL,
     OUTPUTS,
+    ROWS,
     STATUS,
     VERSION,
     Layout,
@@ -195,22 +198,39 @@ class PredictionLog:
             records = queue[:count]
             del queue[:count]
             self.offered += count
-            models = set(map(_MODEL_OF, records))
-            if len(models) == 1:  # one model served (the usual case): no Python work per record
-                self._add(models.pop(), records)
-            elif records:
-                by_model: dict[str, list[tuple[Any, ...]]] = {}
-                for record in records:
-                    by_model.setdefault(record[MODEL], []).append(record)
-                for model, items in by_model.items():
-                    self._add(model, items)
-            now = time.time()
+            # A burst larger than a segment is added in slices that fill the open segments up to
+            # ``segment_rows`` and no further, each full one closed before the next slice.
             options = self.options
-            for key, builder in list(self._open.items()):
-                if (close_all or builder.rows >= options.segment_rows or builder.nbytes >= options.segment_bytes
-                        or now - builder.opened_at >= options.segment_seconds):
-                    del self._open[key]
-                    self._close(builder)
+            ends = np.cumsum(np.maximum(np.fromiter(map(_ROWS_OF, records), dtype=np.int64, count=count), 1))
+            start = 0
+            while start < count:
+                room = options.segment_rows - max((b.rows for b in self._open.values()), default=0)
+                before = int(ends[start - 1]) if start else 0
+                end = max(start + 1, int(np.searchsorted(ends, before + room, side="right")))
+                self._add_records(records[start:end] if start or end < count else records)
+                start = end
+                if start < count:
+                    self._close_due(close_all=False, now=time.time())
+            self._close_due(close_all=close_all, now=time.time())
+
+    def _add_records(self, records: list[tuple[Any, ...]]) -> None:
+        models = set(map(_MODEL_OF, records))
+        if len(models) == 1:  # one model served (the usual case): no Python work per record
+            self._add(models.pop(), records)
+        elif records:
+            by_model: dict[str, list[tuple[Any, ...]]] = {}
+            for record in records:
+                by_model.setdefault(record[MODEL], []).append(record)
+            for model, items in by_model.items():
+                self._add(model, items)
+
+    def _close_due(self, *, close_all: bool, now: float) -> None:
+        options = self.options
+        for key, builder in list(self._open.items()):
+            if (close_all or builder.rows >= options.segment_rows or builder.nbytes >= options.segment_bytes
+                    or now - builder.opened_at >= options.segment_seconds):
+                del self._open[key]
+                self._close(builder)
 
     def _layout(self, model: str, record: tuple[Any, ...]) -> Layout:
         key = (model, record[VERSION])
@@ -343,6 +363,7 @@ class PredictionLog:
 
 _IS_SOMETHING = functools.partial(operator.is_not, None)
 _MODEL_OF = operator.itemgetter(MODEL)
+_ROWS_OF = operator.itemgetter(ROWS)
 
 
 def _touch(builder: SegmentBuilder, now: float, monitor: Any) -> None:
