@@ -11,7 +11,7 @@ which is the steadier figure on a shared machine.
     .venv/bin/python benchmarks/serving.py            # the whole matrix, 20 s per cell (~40 min)
     .venv/bin/python benchmarks/serving.py --quick    # LogisticRegression, 1 row, c=1 and 64, 5 s
     .venv/bin/python benchmarks/serving.py --systems groundwork,fastapi --models lr --rows 1 --concurrency 64
-    .venv/bin/python benchmarks/serving.py --models lr --rows 1 --concurrency 64 --repeat 2   # systems take turns
+    .venv/bin/python benchmarks/serving.py --models lr --rows 1 --concurrency 64 --repeat 2   # systems take turns, alternating order
 
 Extra systems (not in the default set): ``groundwork-w2`` (``--workers 2``),
 ``groundwork-inline`` and ``groundwork-threaded`` (where the model runs, forced),
@@ -322,10 +322,11 @@ def measure(plan: Plan, pythons: dict[str, Path], gw_env: dict[str, str]) -> Non
         reference = cached(kind, WORK / "models")
         expected = [int(v) for v in reference.predict(inputs(kind, 4))]
         luas = {rows: write_lua(kind, rows) for rows in plan.rows}
-        # With --repeat, the systems take turns (a, b, c, a, b, c...), so a noisy minute on a
-        # shared machine hits every system alike; each cell reports the median of its runs.
+        # With --repeat, the systems take turns, every other round in reverse (a, b, c, c, b, a...),
+        # so a noisy minute on a shared machine, or going first, hits every system alike; each
+        # cell reports the median of its runs.
         for round_ in range(plan.repeat):
-            for system in plan.systems:
+            for system in plan.systems if round_ % 2 == 0 else plan.systems[::-1]:
                 if system in plan.skipped or f"{system}/{kind}" in plan.skipped:
                     continue
                 if plan.repeat > 1:
