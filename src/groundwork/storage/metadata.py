@@ -784,7 +784,7 @@ class SqlMetadataStore:
             return []
         with self.read() as conn:
             query = select(schema.runs).where(schema.runs.c.id.in_(ids), self._own())
-            rows = [RunRow.from_mapping(dict(r._mapping)) for r in conn.execute(query)]
+            rows = [RunRow.from_mapping(dict(r)) for r in conn.execute(query).mappings().all()]
             self._attach(conn, rows)
         order = {run_id: i for i, run_id in enumerate(ids)}
         rows.sort(key=lambda r: order[r.id])
@@ -892,16 +892,16 @@ class SqlMetadataStore:
             p = schema.params
             for run_id, key, value, kind in conn.execute(
                 select(p.c.run_id, p.c.key, p.c.value, p.c.value_type).where(p.c.run_id.in_(chunk))
-            ):
+            ).all():
                 by_id[run_id].params[key] = param_value(value, kind)
             for run_id, key, value in conn.execute(
                 select(schema.tags.c.run_id, schema.tags.c.key, schema.tags.c.value).where(schema.tags.c.run_id.in_(chunk))
-            ):
+            ).all():
                 by_id[run_id].tags[key] = value
             lm = schema.latest_metrics
             for run_id, key, value in conn.execute(
                 select(lm.c.run_id, lm.c.key, lm.c.value).where(lm.c.run_id.in_(chunk))
-            ):
+            ).all():
                 by_id[run_id].metrics[key] = _float_or_nan(value)
 
     def _detect_crashes(self, rows: list[RunRow]) -> list[RunRow]:

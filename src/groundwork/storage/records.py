@@ -15,7 +15,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -477,12 +477,22 @@ def to_wire(value: Any) -> Any:
     JSON has no NaN or infinities: a non-finite float travels as ``"NaN"``, ``"Infinity"`` or
     ``"-Infinity"`` and :func:`from_wire` turns it back where the type says ``float``.
     """
-    if isinstance(value, float):
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is float:
         if math.isfinite(value):
             return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if kind is dict:  # the usual containers first, their plain items without a call each
+        return {k if type(k) is str else str(k): v if type(v) in _AS_IS else to_wire(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _AS_IS else to_wire(v) for v in value]
+    names = _record_fields(kind)  # type: ignore[arg-type]  # every type is hashable
+    if names is not None:
+        return {name: v if type(v := getattr(value, name)) in _AS_IS else to_wire(v) for name in names}
+    if isinstance(value, float):
+        return to_wire(float(value))
     if isinstance(value, np.ndarray):
         data = np.ascontiguousarray(value)
         return {_ARRAY: base64.b64encode(data.tobytes()).decode("ascii"), "dtype": data.dtype.str,
@@ -496,6 +506,18 @@ def to_wire(value: Any) -> Any:
     return value
 
 
+#: Types whose values are JSON as they are (exactly these: a subclass takes the long way).
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
+@functools.cache
+def _record_fields(kind: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (None for any other type), looked up once per type."""
+    if dataclasses.is_dataclass(kind):
+        return tuple(f.name for f in dataclasses.fields(kind))
+    return None
+
+
 @functools.cache
 def _field_types(kind: type) -> tuple[tuple[str, Any], ...]:
     """A record class's fields with their resolved types (resolving them costs ~1 ms: once per class)."""
@@ -507,31 +529,113 @@ _PLAIN = (str, int, bool, Any)
 
 
 def from_wire(kind: Any, data: Any) -> Any:
-    """The inverse of :func:`to_wire`, guided by a type (a record class, ``list[RunRow]``, ...)."""
+    """The inverse of :func:`to_wire`, guided by a type (a record class, ``list[RunRow]``, ...).
+
+    Each type is turned into a decoder once (:func:`_decoder`): a search answer of 100 runs
+    is then one call per run and per field, not one per parameter, tag and metric.
+    """
+    try:
+        decode = _decoder(kind)
+    except TypeError:  # a type that cannot be a cache key: decode it as the generic case does
+        decode = functools.partial(_generic, kind)
+    return decode(data)
+
+
+Decoder = Callable[[Any], Any]
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+def _to_float(data: Any) -> Any:
+    return None if data is None else float(data)  # "NaN", "Infinity" and "-Infinity" included
+
+
+def _is_array(data: Any) -> bool:
+    return isinstance(data, dict) and _ARRAY in data
+
+
+def _array(data: dict[str, Any]) -> np.ndarray:
+    raw = base64.b64decode(data[_ARRAY])
+    return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
+
+
+@functools.cache
+def _decoder(kind: Any) -> Decoder:
+    if kind in _PLAIN:
+        return _same
+    if kind is float:
+        return _to_float
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) != 1:
+            return functools.partial(_generic, kind)
+        inner = _decoder(options[0])
+
+        def decode_optional(data: Any) -> Any:
+            if data is None:
+                return None
+            return _array(data) if _is_array(data) else inner(data)
+
+        return decode_optional
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        fields = tuple((name, _decoder(hint)) for name, hint in _field_types(kind))
+        record = kind
+
+        def decode_record(data: Any) -> Any:
+            if data is None:
+                return None
+            if _is_array(data):
+                return _array(data)
+            return record(**{name: decode(data[name]) for name, decode in fields if name in data})
+
+        return decode_record
+    if origin in (list, Sequence, typing.Sequence) and args:
+        item = _decoder(args[0])
+
+        def decode_list(data: Any) -> Any:
+            if data is None:
+                return None
+            return _array(data) if _is_array(data) else [item(v) for v in data]
+
+        return decode_list
+    if origin in (dict, Mapping, typing.Mapping) and len(args) == 2:
+        value = _decoder(args[1])
+
+        def decode_mapping(data: Any) -> Any:
+            if data is None:
+                return None
+            if _is_array(data):
+                return _array(data)
+            if value is _same:
+                return data  # parsed JSON, owned by no one else
+            if value is _to_float:
+                return {k: v if type(v) is float else float(v) for k, v in data.items()}
+            return {k: value(v) for k, v in data.items()}
+
+        return decode_mapping
+    return functools.partial(_generic, kind)
+
+
+def _generic(kind: Any, data: Any) -> Any:
     if data is None:
         return None
-    if kind in _PLAIN:
-        return data
-    if kind is float:
-        return float(data)  # "NaN", "Infinity" and "-Infinity" included
-    if isinstance(data, dict) and _ARRAY in data:
-        raw = base64.b64decode(data[_ARRAY])
-        return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
+    if _is_array(data):
+        return _array(data)
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         return from_wire(options[0], data) if len(options) == 1 else data
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return kind(**{name: from_wire(hint, data[name]) for name, hint in _field_types(kind) if name in data})
     if origin in (list, Sequence, typing.Sequence) and args:
         return [from_wire(args[0], v) for v in data]
     if origin is tuple and args:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(from_wire(args[0], v) for v in data)
         return tuple(from_wire(a, v) for a, v in zip(args, data, strict=True))
-    if origin in (dict, Mapping, typing.Mapping) and len(args) == 2:
-        return {k: from_wire(args[1], v) for k, v in data.items()}
     return data
 
 
