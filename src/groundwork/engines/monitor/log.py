@@ -50,6 +50,7 @@ from groundwork.engines.monitor.segment import (
     MODEL,
     OUTPUTS,
     ROWS,
+    SHADOW,
     STATUS,
     VERSION,
     Layout,
@@ -199,7 +200,8 @@ class PredictionLog:
             del queue[:count]
             self.offered += count
             # A burst larger than a segment is added in slices that fill the open segments up to
-            # ``segment_rows`` and no further, each full one closed before the next slice.
+            # ``segment_rows`` (plus the shadow copies that follow the last request: shadows are
+            # paired with their primaries within a segment), each full one closed before the next.
             options = self.options
             ends = np.cumsum(np.maximum(np.fromiter(map(_ROWS_OF, records), dtype=np.int64, count=count), 1))
             start = 0
@@ -207,6 +209,8 @@ class PredictionLog:
                 room = options.segment_rows - max((b.rows for b in self._open.values()), default=0)
                 before = int(ends[start - 1]) if start else 0
                 end = max(start + 1, int(np.searchsorted(ends, before + room, side="right")))
+                while end < count and records[end][SHADOW]:  # a shadow copy stays with the request before it
+                    end += 1
                 self._add_records(records[start:end] if start or end < count else records)
                 start = end
                 if start < count:
