@@ -108,3 +108,28 @@ def test_registered_materializers_win_and_unknown_values_get_one_clear_error(tmp
     assert (name, kind, loaded.x) == ("test-point", "value", 7)
     with pytest.raises(NoMaterializer, match="no materializer named 'nope'"):
         get_materializer("nope")
+
+
+def test_loading_a_frame_or_a_table_lets_the_interpreter_exit_cleanly(tmp_path: Path) -> None:
+    """A step's process that loaded a Parquet input must exit 0: after a threaded read, pyarrow
+    could abort the interpreter on its way out (exit 134, apache/arrow#34314)."""
+    import subprocess
+    import sys
+
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(2000, 32)), columns=[f"c{i}" for i in range(32)])
+    frame["inputs"] = [list(row) for row in rng.normal(size=(2000, 16))]
+    for value, name in ((frame, "frame"), (pa.Table.from_pandas(frame), "table")):
+        materializer = materializer_for(value)
+        assert materializer is not None
+        materializer.save(value, tmp_path / name)
+        script = ("import sys; from pathlib import Path\n"
+                  "from groundwork.core.pipelines.materializers import get_materializer\n"
+                  f"value = get_materializer({materializer.name!r}).load(Path(sys.argv[1]))  # alive at the exit\n"
+                  "print(len(value))\n")
+        for _ in range(5):
+            done = subprocess.run([sys.executable, "-c", script, str(tmp_path / name)], capture_output=True, text=True,
+                                  timeout=120)
+            assert (done.returncode, done.stdout.strip()) == (0, "2000"), done.stderr[-500:]

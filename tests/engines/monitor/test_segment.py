@@ -88,3 +88,30 @@ def test_named_columns_and_text_are_logged_and_summarized() -> None:
     text_table = read_segment(text_builder.to_parquet())
     assert text_table.column("text").to_pylist() == texts
     assert len(text_table.column("outputs_json").to_pylist()[0]) > 384  # too wide to summarize: kept whole
+
+
+def test_reading_a_segment_or_a_reference_lets_the_interpreter_exit_cleanly(tmp_path: Any) -> None:
+    """After a threaded Parquet read, pyarrow could abort the interpreter as it exited (exit 134,
+    "terminate called without an active exception") while the table was still alive: 6 in 10
+    fresh interpreters did, for the docs' segment-reading snippet, after the data was printed."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1800, 64)).astype(np.float32)
+    builder = SegmentBuilder("digits", layout_of(x[:2], np.zeros(2, dtype=np.int64)), opened_at=time.time())
+    builder.add([record(i, x[i:i + 2], np.arange(2) % 10) for i in range(0, 1800, 2)])
+    (tmp_path / "segment.parquet").write_bytes(builder.to_parquet())
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame(x, columns=[f"pixel_{i}" for i in range(64)]).to_parquet(tmp_path / "train.parquet")
+    scripts = {  # each as a command would: read, keep the result until the interpreter exits
+        "segment.parquet": "from groundwork.engines.monitor.segment import read_segment as read\n"
+                           "table = read(data)\nprint(table.num_rows)\n",
+        "train.parquet": "from groundwork.engines.monitor.reference import read_table\n"
+                         "columns = read_table(data, 'train.parquet')\nprint(len(columns['pixel_0']))\n",
+    }
+    for name, script in scripts.items():
+        for _ in range(6):
+            done = subprocess.run([sys.executable, "-c", f"import sys, pathlib\ndata = pathlib.Path(sys.argv[1]).read_bytes()\n"
+                                   f"{script}", str(tmp_path / name)], capture_output=True, text=True, timeout=120)
+            assert (done.returncode, done.stdout.strip()) == (0, "1800"), f"{name}: {done.stderr[-500:]}"

@@ -199,7 +199,9 @@ def _loads_frame(data: bytes) -> Any:
 
     import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+    # On this thread: after a threaded read, pyarrow's thread pool can abort the interpreter as it
+    # exits (exit 134, apache/arrow#34314); on a few cores the threads gained nothing measurable.
+    return pd.read_parquet(io.BytesIO(data), engine="pyarrow", use_threads=False)
 
 
 def _dumps_arrow(value: Any) -> bytes:
@@ -215,7 +217,7 @@ def _loads_arrow(data: bytes) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(pa.BufferReader(data))
+    return pq.read_table(pa.BufferReader(data), use_threads=False)  # see _loads_frame
 
 
 def _dumps_torch(value: Any) -> bytes:

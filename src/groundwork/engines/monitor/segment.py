@@ -641,10 +641,16 @@ def _spread(documents: list[bytes] | tuple[bytes, ...], starts: np.ndarray[Any, 
 
 
 def read_segment(data: bytes) -> Any:
-    """A segment's Parquet bytes as a ``pyarrow.Table``."""
+    """A segment's Parquet bytes as a ``pyarrow.Table``.
+
+    Read on this thread (``use_threads=False``): after a threaded read, pyarrow's thread pool
+    can abort the interpreter as it exits ("terminate called without an active exception",
+    exit 134: apache/arrow#34314), which would turn a finished command into a failed one.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(data))
+    return pq.read_table(pa.BufferReader(data), use_threads=False)
 
 
 __all__ = ["MAX_FEATURES", "Group", "Layout", "SegmentBuilder", "arrow_schema", "layout_from_signature", "layout_of",
