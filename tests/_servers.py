@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -21,7 +23,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
@@ -45,6 +49,40 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    cookies: list[str] = field(default_factory=list)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def send(port: int, method: str, path: str, *, host: str | None = None, body: Any = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> Answer:
+    """One request to ``127.0.0.1:port`` over a real socket, naming ``host`` (default ``127.0.0.1:PORT``) in
+    ``Host``; ``body`` is sent as JSON, ``raw`` as it is."""
+    sent = {"Host": f"{HOST}:{port}" if host is None else host, **(headers or {})}
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        response = conn.getresponse()
+        cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(), cookies)
+    finally:
+        conn.close()
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _servers import _stop
+from _servers import Answer, _stop, send
 from groundwork.config import Config
 
 
@@ -32,31 +30,10 @@ class UIProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def request(ui: UIProcess, method: str, path: str, *, host: str | None = None, body: Any = None,
             headers: dict[str, str] | None = None) -> Answer:
     """One request to ``ui`` over a real socket, naming ``host`` (default ``127.0.0.1:PORT``) in ``Host``."""
-    sent = {"Host": f"127.0.0.1:{ui.port}" if host is None else host, **(headers or {})}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        sent.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection("127.0.0.1", ui.port, timeout=60)
-    try:
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-    finally:
-        conn.close()
+    return send(ui.port, method, path, host=host, body=body, headers=headers)
 
 
 def _answers(first_line: str) -> bool:

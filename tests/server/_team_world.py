@@ -9,33 +9,17 @@ Every user has the password ``password-of-<name>``.
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _servers import Answer, send
 from groundwork.config import Config
 
 ROLES = ("viewer", "editor", "maintainer", "admin")
 #: Words that appear only in alpha's data: no answer to a credential of beta may contain them.
 ALPHA_MARKERS = ("alpha-secret-run", "alpha-model")
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    cookies: list[str] = field(default_factory=list)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
 
 
 @dataclass
@@ -52,21 +36,10 @@ class World:
     def request(self, method: str, path: str, *, token: str | None = None, body: Any = None,
                 headers: dict[str, str] | None = None, raw: bytes | None = None) -> Answer:
         """One request over a real socket (``token``: a bearer token)."""
-        sent = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
+        sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            sent.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=data, headers=sent)
-            response = conn.getresponse()
-            cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
-            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read(), cookies)
-        finally:
-            conn.close()
+        return send(self.port, method, path, body=body, raw=raw, headers=sent)
 
 
 def populate(store_url: str, home: Path) -> tuple[dict[str, str], str, str, str, Config]:

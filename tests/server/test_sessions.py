@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from _team_world import Answer, World
+from _team_world import World
+
+from _servers import Answer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
