@@ -68,6 +68,7 @@ from groundwork.storage.artifacts import (
     ArtifactStore,
     blob_key,
     check_digest,
+    copy_stream,
     decode_manifest,
     manifest_key,
 )
@@ -298,8 +299,7 @@ def _verified_handle(target: _Target) -> BinaryIO:
         except ArtifactNotFound:
             raise _not_found(target.kind, target.digest) from None
         with reader:
-            while chunk := reader.read(CHUNK):
-                spool.write(chunk)
+            copy_stream(reader, spool)
     except BaseException:
         spool.close()
         raise

@@ -464,8 +464,7 @@ class ArtifactStore:
         spool = Path(name)
         try:
             with os.fdopen(fd, "wb") as out, self.open_verified(digest) as reader:
-                while chunk := reader.read(CHUNK):
-                    out.write(chunk)
+                copy_stream(reader, out)
             handle = open(spool, "rb")  # noqa: SIM115 - the reader closes it
         except BaseException:
             spool.unlink(missing_ok=True)
