@@ -534,11 +534,7 @@ def from_wire(kind: Any, data: Any) -> Any:
     Each type is turned into a decoder once (:func:`_decoder`): a search answer of 100 runs
     is then one call per run and per field, not one per parameter, tag and metric.
     """
-    try:
-        decode = _decoder(kind)
-    except TypeError:  # a type that cannot be a cache key: decode it as the generic case does
-        decode = functools.partial(_generic, kind)
-    return decode(data)
+    return _decoder(kind)(data)
 
 
 Decoder = Callable[[Any], Any]
@@ -572,7 +568,7 @@ def _decoder(kind: Any) -> Decoder:
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         if len(options) != 1:
-            return functools.partial(_generic, kind)
+            return _as_sent
         inner = _decoder(options[0])
 
         def decode_optional(data: Any) -> Any:
@@ -602,6 +598,20 @@ def _decoder(kind: Any) -> Decoder:
             return _array(data) if _is_array(data) else [item(v) for v in data]
 
         return decode_list
+    if origin is tuple and args:
+        every = len(args) == 2 and args[1] is Ellipsis  # tuple[X, ...]: one type for every item
+        items = tuple(map(_decoder, args[:1] if every else args))
+
+        def decode_tuple(data: Any) -> Any:
+            if data is None:
+                return None
+            if _is_array(data):
+                return _array(data)
+            if every:
+                return tuple(map(items[0], data))
+            return tuple(decode(v) for decode, v in zip(items, data, strict=True))
+
+        return decode_tuple
     if origin in (dict, Mapping, typing.Mapping) and len(args) == 2:
         value = _decoder(args[1])
 
@@ -617,26 +627,12 @@ def _decoder(kind: Any) -> Decoder:
             return {k: value(v) for k, v in data.items()}
 
         return decode_mapping
-    return functools.partial(_generic, kind)
+    return _as_sent
 
 
-def _generic(kind: Any, data: Any) -> Any:
-    if data is None:
-        return None
-    if _is_array(data):
-        return _array(data)
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        return from_wire(options[0], data) if len(options) == 1 else data
-    if origin in (list, Sequence, typing.Sequence) and args:
-        return [from_wire(args[0], v) for v in data]
-    if origin is tuple and args:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_wire(args[0], v) for v in data)
-        return tuple(from_wire(a, v) for a, v in zip(args, data, strict=True))
-    return data
+def _as_sent(data: Any) -> Any:
+    """A value of a type without a decoder of its own (a union of several types, ...): as sent, arrays decoded."""
+    return _array(data) if _is_array(data) else data
 
 
 def to_json(value: Any) -> str:
