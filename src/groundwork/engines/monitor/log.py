@@ -211,7 +211,7 @@ class PredictionLog:
                 end = max(start + 1, int(np.searchsorted(ends, before + room, side="right")))
                 while end < count and records[end][SHADOW]:  # a shadow copy stays with the request before it
                     end += 1
-                self._add_records(records[start:end] if start or end < count else records)
+                self._add_records(records[start:end])
                 start = end
                 if start < count:
                     self._close_due(close_all=False, now=time.time())
