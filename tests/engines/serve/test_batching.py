@@ -83,7 +83,7 @@ def test_the_automatic_mode_runs_fast_models_inline_and_slow_ones_in_the_thread(
         # The first call runs in the thread; once measured fast, calls run on the loop.
         assert fast.on_loop[0] is False and sum(fast.on_loop) >= 30
         slow = Slow()
-        for _ in range(20):  # a slower version swapped in: the average climbs past the bar
+        for _ in range(20):  # a slower version swapped in: once its recent calls are all slow, past the bar
             await submit(batcher, slow, np.ones((1, 1)))
         assert batcher.call_s is not None and batcher.call_s > 0.0005 and not batcher.runs_inline
         batcher.close()
